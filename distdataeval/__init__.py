@@ -1,0 +1,35 @@
+"""distdataeval: DataEval's clustering-based data evaluation on Dask.
+
+Public API (DataEval's names): :func:`cluster` returning :class:`ClusterResult`, and
+:mod:`distdataeval.config` for seeds.
+"""
+
+from distdataeval import config
+from distdataeval.api import cluster
+from distdataeval.errors import (
+    CorruptStoreError,
+    DistDataEvalError,
+    IndexOverflowError,
+    InvalidInputError,
+    InvalidParameterError,
+    StoreNotFoundError,
+    UnknownParameterError,
+)
+from distdataeval.io.source import HighDimensionWarning
+from distdataeval.result import ClusterResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClusterResult",
+    "CorruptStoreError",
+    "DistDataEvalError",
+    "HighDimensionWarning",
+    "IndexOverflowError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "StoreNotFoundError",
+    "UnknownParameterError",
+    "cluster",
+    "config",
+]

@@ -1,0 +1,155 @@
+"""Public entry points (DataEval's names)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import warnings
+
+import numpy as np
+
+from distdataeval.errors import InvalidParameterError, UnknownParameterError
+from distdataeval.io.source import open_source
+from distdataeval.pipeline import ClusterPlan, min_cluster_size_for, run_cluster
+from distdataeval.result import ClusterResult
+from distdataeval.runtime.client import active_client
+
+log = logging.getLogger("distdataeval")
+
+_CLUSTER_PARAMS = (
+    "embeddings",
+    "algorithm",
+    "n_clusters",
+    "max_cluster_size",
+    "n_init",
+    "knn",
+    "client",
+    "array",
+    "reassign_noise",
+    "chunk_rows",
+)
+ALGORITHMS = ("hdbscan", "kmeans")
+KNN_METHODS = ("auto", "exact", "approx")
+
+
+def _reject_unknown(func: str, unknown: dict, known: tuple) -> None:
+    if not unknown:
+        return
+    name = sorted(unknown)[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid parameters: {', '.join(known)}"
+    raise UnknownParameterError(f"{func}() got an unknown parameter {name!r}{hint}")
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def cluster(
+    embeddings,
+    algorithm: str = "hdbscan",
+    n_clusters: int | None = None,
+    max_cluster_size: int | None = None,
+    n_init: int | str = "auto",
+    *,
+    knn: str = "auto",
+    client=None,
+    array: str | None = None,
+    reassign_noise: bool = True,
+    chunk_rows: int | None = None,
+    **unknown,
+) -> ClusterResult:
+    """Cluster embeddings on a Dask cluster, as DataEval's ``cluster()`` does on one machine.
+
+    Parameters
+    ----------
+    embeddings : array-like, dask array, zarr array, str or os.PathLike
+        (n, ...) samples; axes after the first are flattened. A string is a Zarr store path/URL.
+    algorithm : {"hdbscan", "kmeans"}
+        KMeans arrives with the evaluators issue; it raises NotImplementedError for now.
+    n_clusters : int, optional
+        HDBSCAN: sets ``min_cluster_size = max(5, n // (3 * n_clusters))``; otherwise
+        ``min(max(5, 5% of n), 100)``.
+    max_cluster_size : int, optional
+        Largest cluster HDBSCAN may select; a value <= min_cluster_size is ignored with a warning
+        (as DataEval does).
+    n_init : int or "auto"
+        KMeans initialisations (unused by HDBSCAN).
+    knn : {"auto", "exact", "approx"}
+        k-NN method. "exact" is blocked brute force (DataEval's behaviour, the parity mode).
+        "auto" is exact until the approximate search lands; "approx" is not available yet.
+    client : distributed.Client, optional
+        Cluster to run on; default: the current client, else a local cluster of worker processes
+        bound to 127.0.0.1 (started once, reused).
+    array : str, optional
+        Array name inside a Zarr group given as ``embeddings``.
+    reassign_noise : bool
+        True (default, the documented behaviour): samples HDBSCAN left as noise get the id of the
+        nearest cluster centre (mean of the members). False: DataEval 1.1.4's raw labels (with
+        -1). ``result.noise`` always marks HDBSCAN's noise.
+    chunk_rows : int, optional
+        Rows per block (default: the input's own chunks, or an automatic size for NumPy input).
+
+    Returns
+    -------
+    ClusterResult
+        ``clusters`` int64 (n,), ``mst`` float32 (n-1, 3), ``linkage_tree`` float32 (n-1, 4),
+        ``membership_strengths`` float32 (n,), ``k_neighbors`` int64 (n, k), ``k_distances``
+        float32 (n, k) with k = min(25, n-1); plus int64 records and diagnostics.
+
+    Raises
+    ------
+    InvalidInputError
+        Fewer than 2 samples, no features, a non-numeric dtype, or NaN/inf values (the message
+        names how many rows and the first ones).
+    InvalidParameterError, UnknownParameterError
+        A parameter is out of range or not one of ``cluster``'s.
+    StoreNotFoundError, CorruptStoreError
+        A Zarr store or array is missing or unreadable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distdataeval import cluster
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(0, 0.3, (50, 2)), rng.normal(5, 0.3, (50, 2))])
+    >>> result = cluster(x)                                # doctest: +SKIP
+    >>> sorted(set(result["clusters"].tolist()))           # doctest: +SKIP
+    [0, 1]
+    """
+    _reject_unknown("cluster", unknown, _CLUSTER_PARAMS)
+    if algorithm not in ALGORITHMS:
+        raise InvalidParameterError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if knn not in KNN_METHODS:
+        raise InvalidParameterError(f"knn must be one of {KNN_METHODS}, got {knn!r}")
+    if not isinstance(reassign_noise, (bool, np.bool_)):
+        raise InvalidParameterError(f"reassign_noise must be True or False, got {reassign_noise!r}")
+    if n_clusters is not None:
+        n_clusters = _check_int("n_clusters", n_clusters, 1)
+    if max_cluster_size is not None:
+        max_cluster_size = _check_int("max_cluster_size", max_cluster_size, 1)
+    if not (n_init == "auto" or (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool) and n_init >= 1)):
+        raise InvalidParameterError(f"n_init must be 'auto' or an int >= 1, got {n_init!r}")
+    if algorithm == "kmeans":
+        raise NotImplementedError("algorithm='kmeans' is not implemented yet (it arrives with the KMeans/evaluators work)")
+    if knn == "approx":
+        raise NotImplementedError("knn='approx' (partitioned pynndescent) is not implemented yet; use knn='exact'")
+
+    with active_client(client) as c:
+        n_workers = max(1, len(c.scheduler_info().get("workers", {})))
+        source = open_source(embeddings, array, chunk_rows=chunk_rows, n_workers=n_workers)
+        mcs = min_cluster_size_for(source.n, n_clusters)
+        if max_cluster_size is not None and max_cluster_size <= mcs:
+            warnings.warn(
+                f"max_cluster_size={max_cluster_size} is not above min_cluster_size={mcs}; ignoring it "
+                "(as DataEval does)",
+                UserWarning,
+                stacklevel=2,
+            )
+            max_cluster_size = None
+        plan = ClusterPlan(algorithm, mcs, max_cluster_size, "exact", bool(reassign_noise))
+        return run_cluster(source, plan, c)

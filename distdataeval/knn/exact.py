@@ -1,0 +1,210 @@
+"""Exact k-NN by blocked brute force over Dask row blocks.
+
+Every (query block, ref block) pair is one task: a float32 GEMM ranks candidates, a per-row heap
+keeps the best ``k + margin`` of them, and their distances are recomputed exactly in float64 by
+direct differences. The task also returns a lower bound on the squared distance of every ref it
+dropped (its float32 boundary score minus a proven round-off bound). Per query block a merge
+keeps the k best exact candidates; a row whose k-th distance is not below every tile's bound is
+*uncertified* and recomputed in float64 over all refs (:func:`refine_rows`). No n x n matrix
+ever exists: a tile is processed in slabs of at most ``QUERY_SLAB x REF_SLAB`` scores.
+
+Self is excluded by index, never by column position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+
+from distdataeval.knn import _kernels as K
+from distdataeval.knn.blocks import PreparedBlock, prepare_block, roundoff_bound
+from distdataeval.runtime.threads import limit_threads
+
+QUERY_SLAB = 2048
+REF_SLAB = 8192
+CANDIDATE_MARGIN = 8
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """The k-NN graph, lazily (Dask arrays) or in memory (NumPy arrays).
+
+    Attributes
+    ----------
+    neighbors : array of int64, shape (n, k)
+        Neighbour ids of each row, ascending by (distance, id); self excluded by index.
+    distances : array of float32, shape (n, k)
+        Euclidean distances matching ``neighbors``.
+    n_uncertified : int
+        Rows whose float32 ranking could not be proven exact and were recomputed in float64.
+    method : str
+        "exact" or "approx".
+    """
+
+    neighbors: object
+    distances: object
+    n_uncertified: int = 0
+    method: str = "exact"
+
+    @property
+    def k(self) -> int:
+        return int(self.neighbors.shape[1])
+
+
+@dataclass(frozen=True)
+class _TileResult:
+    ids: np.ndarray  # (m, K) int64, sentinel = unused
+    sqdist: np.ndarray  # (m, K) float64 exact
+    lower_bound: np.ndarray  # (m,) float64, squared distance below which nothing was dropped
+
+
+def prepare_blocks(x: da.Array, mean: np.ndarray) -> list:
+    """One delayed :class:`PreparedBlock` per row block of ``x`` (d must be a single chunk)."""
+    offsets = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
+    blocks = x.to_delayed().ravel()
+    prep = dask.delayed(prepare_block, pure=True)
+    token = dask.base.tokenize(x.name, mean)
+    return [prep(b, int(o), mean, dask_key_name=f"knn-prep-{token}-{i}") for i, (b, o) in enumerate(zip(blocks, offsets))]
+
+
+def _scan_tile(q: PreparedBlock, r: PreparedBlock, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
+    with limit_threads(1):
+        return _scan_tile_unlimited(q, r, n_keep, q_pos, r_pos)
+
+
+def _scan_tile_unlimited(q: PreparedBlock, r: PreparedBlock, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
+    m = q.n_rows
+    d = q.x64.shape[1]
+    heap_s = np.full((m, n_keep), np.inf, dtype=np.float32)
+    heap_i = np.full((m, n_keep), K.ID_SENTINEL, dtype=np.int64)
+    self_ids = np.arange(q.offset, q.offset + m, dtype=np.int64)
+    neg2r = -2.0 * r.x32  # exact scaling
+    for qs in range(0, m, QUERY_SLAB):
+        qe = min(m, qs + QUERY_SLAB)
+        qx = q.x32[qs:qe]
+        for rs in range(0, r.n_rows, REF_SLAB):
+            re = min(r.n_rows, rs + REF_SLAB)
+            gram = qx @ neg2r[rs:re].T
+            if q_pos is None:
+                K.push_scores(gram, r.sqnorm32[rs:re], r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe])
+            else:
+                K.push_scores_later(
+                    gram, r.sqnorm32[rs:re], r.offset + rs, q_pos[qs:qe], r_pos[rs:re], heap_s[qs:qe], heap_i[qs:qe]
+                )
+    # heap roots = the worst kept candidate; anything dropped scored at least that much
+    full = heap_i[:, 0] != K.ID_SENTINEL
+    bound = roundoff_bound(d, q.norm, float(r.norm.max()) if r.n_rows else 0.0)
+    lower = np.where(full, q.norm**2 + heap_s[:, 0].astype(np.float64) - bound, np.inf)
+    sqdist = K.exact_sqdist_of_candidates(q.x64, r.x64, r.offset, heap_i)
+    return _TileResult(heap_i, sqdist, lower)
+
+
+def _merge_tiles(tiles: list, k: int):
+    ids = np.concatenate([t.ids for t in tiles], axis=1)
+    sq = np.concatenate([t.sqdist for t in tiles], axis=1)
+    lower = np.min(np.stack([t.lower_bound for t in tiles]), axis=0)
+    out_i, out_d = K.merge_candidates(ids, sq, k)
+    kth = out_d[:, k - 1]
+    # exact when nothing dropped could be closer; distance 0 cannot be beaten; lower = inf means
+    # no tile dropped anything
+    certified = (kth < lower) | (kth == 0.0) | np.isinf(lower)
+    return out_i, out_d, certified
+
+
+def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None):
+    scan = dask.delayed(_scan_tile, pure=True)
+    tiles = [
+        scan(q, r, n_keep, q_pos, None if r_pos is None else r_pos[j], dask_key_name=f"{name}-tile-{qi}-{j}")
+        for j, r in enumerate(refs)
+    ]
+    return dask.delayed(_merge_tiles, pure=True)(tiles, k, dask_key_name=f"{name}-merge-{qi}")
+
+
+def exact_knn_candidates(blocks: list, row_chunks: tuple, k: int, positions: np.ndarray | None = None):
+    """Lazy exact k-NN over prepared row blocks (see :func:`prepare_blocks`).
+
+    Parameters
+    ----------
+    blocks : list of Delayed PreparedBlock
+    row_chunks : tuple of int
+        Rows per block.
+    k : int
+        Neighbours per row (k <= n - 1).
+    positions : ndarray of int64, shape (n,), optional
+        Component positions; when given, row i only searches rows j with
+        ``positions[j] > positions[i]`` (rows of the last component get no neighbour).
+
+    Returns
+    -------
+    neighbors : dask array of int64, shape (n, k)
+        Sentinel ``ID_SENTINEL`` where a row has fewer than k candidates.
+    sqdist : dask array of float64, shape (n, k)
+        Exact squared distances (inf where no candidate).
+    certified : dask array of bool, shape (n,)
+        False for rows that :func:`exact_rows_search` must recompute.
+    """
+    n = int(sum(row_chunks))
+    n_keep = min(k + CANDIDATE_MARGIN, n - 1)
+    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    name = f"knn-exact-{dask.base.tokenize(blocks, k, positions)}"
+    r_pos = None if positions is None else [positions[o : o + m] for o, m in zip(offsets, row_chunks)]
+    nbr, dst, cert = [], [], []
+    for qi, (q, m) in enumerate(zip(blocks, row_chunks)):
+        q_pos = None if positions is None else r_pos[qi]
+        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos)
+        nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
+        dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
+        cert.append(da.from_delayed(merged[2], shape=(m,), dtype=bool))
+    return da.concatenate(nbr, axis=0), da.concatenate(dst, axis=0), da.concatenate(cert, axis=0)
+
+
+def _exact_rows_against_block(queries: np.ndarray, query_ids: np.ndarray, r: PreparedBlock, k: int, q_pos=None, r_pos=None):
+    m = queries.shape[0]
+    heap_s = np.full((m, k), np.inf, dtype=np.float64)
+    heap_i = np.full((m, k), K.ID_SENTINEL, dtype=np.int64)
+    if q_pos is None:
+        K.push_exact(queries, r.x64, r.offset, query_ids, heap_s, heap_i)
+    else:
+        K.push_exact_later(queries, r.x64, r.offset, q_pos, r_pos, heap_s, heap_i)
+    return heap_i, heap_s
+
+
+def _select_rows(b: PreparedBlock, row_ids: np.ndarray) -> np.ndarray:
+    sel = row_ids[(row_ids >= b.offset) & (row_ids < b.offset + b.n_rows)]
+    return b.x64[sel - b.offset]
+
+
+def _concat_rows(parts: list) -> np.ndarray:
+    return np.concatenate(parts, axis=0)
+
+
+def exact_rows_search(blocks: list, row_ids: np.ndarray, k: int, q_pos=None, r_pos=None):
+    """Exact float64 k-NN of a few rows (given by id) against every block. Lazy.
+
+    Returns a Delayed (ids (m, k) int64, sqdist (m, k) float64), ascending by (distance, id).
+    With ``q_pos``/``r_pos`` (component positions of the query rows, and per block of the refs)
+    only refs in a strictly later component are searched.
+    """
+    picked = [dask.delayed(_select_rows, pure=True)(b, row_ids) for b in blocks]
+    queries = dask.delayed(_concat_rows, pure=True)(picked)
+    parts = [
+        dask.delayed(_exact_rows_against_block, pure=True)(
+            queries, row_ids, b, k, q_pos, None if r_pos is None else r_pos[j]
+        )
+        for j, b in enumerate(blocks)
+    ]
+
+    def _merge(parts):
+        ids = np.concatenate([p[0] for p in parts], axis=1)
+        sq = np.concatenate([p[1] for p in parts], axis=1)
+        return K.merge_candidates(ids, sq, k)
+
+    return dask.delayed(_merge, pure=True)(parts)
+
+
+def knn_to_distances(sqdist: da.Array) -> da.Array:
+    """float32 Euclidean distances from exact float64 squared distances."""
+    return da.sqrt(sqdist).astype(np.float32)

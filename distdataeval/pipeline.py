@@ -1,0 +1,188 @@
+"""The orchestrator: the only module that computes, persists and gathers.
+
+Stage modules build lazy Dask graphs (``io``, ``knn``, ``mst.reduce``, ``stats``) or run numba
+kernels on arrays they are given (``mst``, ``tree``); this module decides what runs when.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+from distdataeval.io.source import Source, check_scan, scan_source
+from distdataeval.knn import exact as knn_exact
+from distdataeval.knn._kernels import ID_SENTINEL
+from distdataeval.mst import _kernels as mst_kernels
+from distdataeval.mst.bridge import (
+    add_bridges,
+    dataeval_component_positions,
+    forest_state,
+    min_id_component_positions,
+    proposals_to_edges,
+)
+from distdataeval.mst.records import SpanningTree
+from distdataeval.mst.reduce import EdgeList, knn_to_forest
+from distdataeval.result import ClusterResult
+from distdataeval.stats import cluster_centers, reassign_noise_to_nearest_center
+from distdataeval.tree import hdbscan_from_mst
+
+log = logging.getLogger("distdataeval")
+
+MAX_NEIGHBORS = 25
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Validated parameters of one ``cluster()`` run."""
+
+    algorithm: str
+    min_cluster_size: int
+    max_cluster_size: int | None
+    knn: str
+    reassign_noise: bool
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        log.info("stage %s: start", name)
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+            log.info("stage %s: %.2f s", name, self.timings[name])
+
+
+def _patch_rows(block, ids, rows, values, block_info=None):
+    lo, hi = block_info[0]["array-location"][0]
+    sel = (rows >= lo) & (rows < hi)
+    if not sel.any():
+        return block
+    out = block.copy()
+    out[rows[sel] - lo] = values[sel]
+    return out
+
+
+def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positions=None):
+    """Run the exact search (persisted) and recompute uncertified rows in float64."""
+    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions)
+    nbr, sqd, cert = client.persist([nbr, sqd, cert])
+    uncertified = np.flatnonzero(~client.compute(cert).result())
+    if uncertified.size:
+        log.info("k-NN: %d rows not certified by the float32 pass; recomputing in float64", uncertified.size)
+        offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+        q_pos = r_pos = None
+        if positions is not None:
+            q_pos = positions[uncertified]
+            r_pos = [positions[o : o + m] for o, m in zip(offsets, row_chunks)]
+        fix_i, fix_d = client.compute(knn_exact.exact_rows_search(blocks, uncertified, k, q_pos, r_pos)).result()
+        nbr = da.map_blocks(_patch_rows, nbr, None, uncertified, fix_i, dtype=nbr.dtype)
+        sqd = da.map_blocks(_patch_rows, sqd, None, uncertified, fix_d, dtype=sqd.dtype)
+        nbr, sqd = client.persist([nbr, sqd])
+    return nbr, sqd, int(uncertified.size)
+
+
+def _bridge(client, forest: EdgeList, blocks, row_chunks, n: int, timer: _Timer, knn_graph=None) -> tuple[EdgeList, int]:
+    """Join the components of the k-NN forest (DataEval's rule, see ``mst.bridge``).
+
+    With ``knn_graph = (neighbors, distances)`` in memory, components are ordered as DataEval
+    orders them; otherwise by smallest member id.
+    """
+    parent, size = forest_state(forest, n)
+    labels = mst_kernels.component_labels(parent)
+    n_components = int(labels.max()) + 1
+    if knn_graph is not None:
+        positions = dataeval_component_positions(*knn_graph)
+    else:
+        positions = min_id_component_positions(parent)
+    added = []
+    rounds = 0
+    while labels.max() > 0:
+        rounds += 1
+        log.info("MST: k-NN graph has %d components; bridging round %d", int(labels.max()) + 1, rounds)
+        nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, n, 1, timer, positions=positions)
+        nearest, d2 = client.gather(client.compute([nbr[:, 0], sqd[:, 0]]))
+        nearest = np.where(nearest == ID_SENTINEL, -1, nearest)
+        proposals = proposals_to_edges(np.arange(n, dtype=np.int64), nearest, d2)
+        added.append(add_bridges(proposals, parent, size))
+        labels = mst_kernels.component_labels(parent)
+        positions = labels
+    edges = EdgeList.concat([forest, *added]) if added else forest
+    return edges, n_components
+
+
+def min_cluster_size_for(n: int, n_clusters: int | None) -> int:
+    """DataEval's adaptive HDBSCAN ``min_cluster_size`` (spec 2.2)."""
+    if n_clusters is not None:
+        return max(5, n // (3 * n_clusters))
+    return int(min(max(5, int(n * 0.05)), 100))
+
+
+def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
+    """Run validate -> k-NN -> MST -> tree -> (noise reassignment) on ``client``."""
+    timer = _Timer()
+    x = source.data
+    n = source.n
+    k = min(MAX_NEIGHBORS, n - 1)
+    row_chunks = tuple(int(c) for c in x.chunks[0])
+
+    with timer.stage("validate"):
+        mean = check_scan(source, client.compute(scan_source(source)).result())
+
+    with timer.stage("knn"):
+        blocks = client.persist(knn_exact.prepare_blocks(x, mean))
+        nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, n, k, timer)
+        dist = knn_exact.knn_to_distances(sqd)
+        nbr, dist = client.persist([nbr, dist])
+
+    with timer.stage("mst"):
+        forest = client.compute(knn_to_forest(nbr, dist)).result()
+        n_components = 1
+        if len(forest) < n - 1:
+            knn_graph = tuple(client.gather(client.compute([nbr, dist])))
+            forest, n_components = _bridge(client, forest, blocks, row_chunks, n, timer, knn_graph)
+        edges = forest.sorted()
+        if len(edges) != n - 1:  # pragma: no cover - guarded by construction
+            raise RuntimeError(f"MST has {len(edges)} edges for {n} points; expected {n - 1}")
+        spanning = SpanningTree(edges.low, edges.high, edges.weight, n, n_components)
+
+    with timer.stage("tree"):
+        tree = hdbscan_from_mst(spanning, plan.min_cluster_size, plan.max_cluster_size)
+        raw = tree.labels
+        noise = raw < 0
+        labels = raw.copy()
+        if noise.all():
+            labels[:] = 0  # DataEval's post-fix: all noise -> one cluster 0
+        elif noise.any() and plan.reassign_noise:
+            n_found = int(raw.max()) + 1
+            lab = da.from_array(raw, chunks=(row_chunks,))
+            centers, _ = client.compute(cluster_centers(x, lab, n_found)).result()
+            labels = client.compute(reassign_noise_to_nearest_center(x, lab, centers)).result()
+
+    with timer.stage("gather"):
+        k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
+
+    log.info("cluster(): %d points, %d clusters, %d noise; %s", n, int(labels.max()) + 1, int(noise.sum()), timer.timings)
+    return ClusterResult(
+        clusters=np.asarray(labels, dtype=np.int64),
+        membership_strengths=np.asarray(tree.membership, dtype=np.float32),
+        k_neighbors=np.asarray(k_neighbors, dtype=np.int64),
+        k_distances=np.asarray(k_distances, dtype=np.float32),
+        spanning_tree=spanning,
+        linkage=tree.linkage,
+        noise=noise,
+        raw_labels=raw,
+        min_cluster_size=plan.min_cluster_size,
+        knn_method="exact",
+        n_knn_components=n_components,
+        timings=dict(timer.timings, knn_uncertified_rows=n_uncert),
+    )
