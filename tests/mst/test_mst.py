@@ -1,0 +1,125 @@
+"""MST stage: block reduction, Kruskal and component bridging, against scipy and brute force."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.spatial.distance import cdist
+
+import distdataeval as dde
+from distdataeval.mst import _kernels as K
+from distdataeval.mst.bridge import dataeval_component_positions
+from distdataeval.mst.reduce import EdgeList, knn_block_to_edges, knn_to_forest, minimum_spanning_forest
+from tests.conftest import mixture
+from tests.knn.test_exact import brute_knn
+
+
+def scipy_forest_weight(nbr: np.ndarray, dist: np.ndarray) -> float:
+    n, k = nbr.shape
+    rows = np.repeat(np.arange(n), k)
+    g = coo_matrix((dist.ravel().astype(np.float64), (rows, nbr.ravel())), shape=(n, n)).tocsr()
+    g = g.maximum(g.T)  # undirected
+    return float(minimum_spanning_tree(g).sum())
+
+
+@pytest.mark.parametrize("chunk", [50, 128, 1000])
+def test_block_reduced_forest_equals_scipy(chunk, dask_client):
+    x, _ = mixture(600, d=6, n_centers=3, spread=2.0, seed=4)
+    nbr, dist = brute_knn(x, 10)
+    dist = dist.astype(np.float32)
+    forest = dask_client.compute(
+        knn_to_forest(da.from_array(nbr, chunks=(chunk, 10)), da.from_array(dist, chunks=(chunk, 10)))
+    ).result()
+    ncomp = connected_components(coo_matrix((np.ones(nbr.size), (np.repeat(np.arange(600), 10), nbr.ravel())), shape=(600, 600)), directed=False)[0]
+    assert len(forest) == 600 - ncomp
+    assert np.isclose(forest.weight.sum(), scipy_forest_weight(nbr, dist), rtol=1e-9)
+    # the same forest, edge for edge, whatever the blocking
+    whole = minimum_spanning_forest(knn_block_to_edges(nbr, dist, 0))
+    np.testing.assert_array_equal(forest.low, whole.low)
+    np.testing.assert_array_equal(forest.high, whole.high)
+
+
+def test_forest_sorted_and_canonical():
+    e = EdgeList(np.array([3, 0, 1, 0]), np.array([4, 1, 2, 2]), np.array([1.0, 1.0, 0.5, 1.0]))
+    f = minimum_spanning_forest(e)
+    # (0.5, 1, 2) first; ties at 1.0 by (low, high): (0,1) taken, (0,2) closes a cycle, (3,4) taken
+    np.testing.assert_array_equal(f.low, [1, 0, 3])
+    np.testing.assert_array_equal(f.high, [2, 1, 4])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39)), max_size=120))
+def test_union_find_matches_connected_components(n, pairs):
+    pairs = [(a % n, b % n) for a, b in pairs]
+    parent = np.arange(n, dtype=np.int64)
+    size = np.ones(n, dtype=np.int64)
+    a = np.array([p[0] for p in pairs], dtype=np.int64)
+    b = np.array([p[1] for p in pairs], dtype=np.int64)
+    keep = K.kruskal_select(a, b, parent, size)
+    labels = K.component_labels(parent)
+    if pairs:
+        g = coo_matrix((np.ones(len(pairs)), (a, b)), shape=(n, n))
+    else:
+        g = coo_matrix((n, n))
+    ncomp, ref = connected_components(g, directed=False)
+    assert labels.max() + 1 == ncomp
+    assert keep.sum() == n - ncomp  # a spanning forest: one union per merged component
+    # same partition, components numbered by smallest member id
+    for c in range(ncomp):
+        members = np.flatnonzero(labels == c)
+        assert len(set(ref[members])) == 1 and (ref == ref[members[0]]).sum() == members.size
+    firsts = [np.flatnonzero(labels == c).min() for c in range(ncomp)]
+    assert firsts == sorted(firsts)
+    # sizes at roots add up
+    roots = np.array([K.find(parent, i) for i in range(n)])
+    assert size[np.unique(roots)].sum() == n
+
+
+def test_bridging_connects_and_uses_true_nearest_distances(dask_client):
+    rng = np.random.default_rng(5)
+    centers = np.array([[0, 0], [100, 0], [0, 100], [60, 70]])
+    x = np.concatenate([rng.normal(c, 0.1, (30, 2)) for c in centers])
+    r = dde.cluster(x, reassign_noise=False)
+    assert r.n_knn_components == 4
+    assert r.mst.shape == (119, 3)
+    edges = {(a, b) for a, b in zip(r.spanning_tree.sources.tolist(), r.spanning_tree.targets.tolist())}
+    g = coo_matrix((np.ones(119), (r.spanning_tree.sources, r.spanning_tree.targets)), shape=(120, 120))
+    assert connected_components(g, directed=False)[0] == 1
+    assert len(edges) == 119
+    # every bridge weight is a real distance between the two points it joins
+    d = cdist(x, x)
+    for a, b, w in zip(r.spanning_tree.sources, r.spanning_tree.targets, r.spanning_tree.weights):
+        assert np.isclose(w, d[a, b], rtol=1e-6)
+    # the three bridges: each is the nearest pair between the groups it joins (blobs are tiny)
+    big = np.sort(r.spanning_tree.weights)[-3:]
+    group = np.repeat(np.arange(4), 30)
+    pair_min = {(i, j): d[np.ix_(group == i, group == j)].min() for i in range(4) for j in range(i + 1, 4)}
+    for w in big:
+        assert min(abs(w - v) for v in pair_min.values()) < 1e-4
+
+
+def test_dataeval_component_positions_orders_by_union_roots():
+    # two components {0,1,2} and {3,4}; DataEval's union replay: edge weights sorted, root of the
+    # row's point wins on equal rank
+    nbr = np.array([[1], [2], [1], [4], [3]], dtype=np.int64)
+    dist = np.array([[1.0], [2.0], [2.0], [0.5], [0.5]], dtype=np.float32)
+    pos = dataeval_component_positions(nbr, dist)
+    assert pos[0] == pos[1] == pos[2] and pos[3] == pos[4] and pos[0] != pos[3]
+    roots = K.dataeval_union_roots(nbr, dist)
+    assert (pos[3] < pos[0]) == (roots[3] < roots[0])
+
+
+def test_as_dataeval_refuses_overflowing_ids():
+    from distdataeval.errors import IndexOverflowError
+    from distdataeval.mst.records import SpanningTree
+
+    n = 2**24 + 2
+    t = SpanningTree.__new__(SpanningTree)
+    object.__setattr__(t, "n_points", n)
+    with pytest.raises(IndexOverflowError, match="use SpanningTree.sources/targets"):
+        t.as_dataeval()
