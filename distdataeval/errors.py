@@ -29,7 +29,8 @@ class CorruptStoreError(DistDataEvalError, OSError):
 
 
 class IndexOverflowError(DistDataEvalError, OverflowError):
-    """A float32 compatibility view would corrupt integer ids (n >= 2**24)."""
+    """A float32 compatibility view would corrupt integer ids (ids above 2**24: the ``mst`` view
+    from n > 2**24 points, the ``linkage_tree`` view, whose node ids reach 2n - 2, from n > 2**23 + 1)."""
 
 
 class UnknownParameterError(InvalidParameterError, TypeError):

@@ -62,6 +62,7 @@ def reassign_noise_to_nearest_center(x: da.Array, labels: da.Array, centers: np.
     """
     if labels.chunks[0] != x.chunks[0]:
         labels = labels.rechunk({0: x.chunks[0]})
-    return da.map_blocks(
-        _nearest_center_for_noise, x, labels, centers, dtype=np.int64, drop_axis=1, chunks=labels.chunks
+    # blockwise with explicit indices: x rows ("ij") meet the labels of the same rows ("i")
+    return da.blockwise(
+        _nearest_center_for_noise, "i", x, "ij", labels, "i", centers, None, dtype=np.int64, concatenate=True
     )

@@ -60,15 +60,36 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1, memo
         return client
 
 
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    # a filter, not a level: LocalCluster.close() restores the levels it silenced at start
+    names = [n for n in logging.root.manager.loggerDict if n == "distributed" or n.startswith("distributed.")]
+    loggers = [logging.getLogger(n) for n in names]
+    quiet = _BelowError()
+    try:
+        for lg in loggers:
+            lg.addFilter(quiet)
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(quiet)
+
+
 def close_local_cluster() -> None:
-    """Close the shared LocalCluster, if one was started."""
+    """Close the shared LocalCluster, if one was started (quietly: shutdown chatter is not news)."""
     with _lock:
         client = _local.pop("client", None)
         cluster = _local.pop("cluster", None)
-    if client is not None:
-        client.close()
-    if cluster is not None:
-        cluster.close()
+    with _quiet_distributed():
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 atexit.register(close_local_cluster)
