@@ -20,6 +20,8 @@ from distdataeval.knn._kernels import ID_SENTINEL
 from distdataeval.mst import _kernels as mst_kernels
 from distdataeval.mst.bridge import (
     add_bridges,
+    bridging_tile_mask,
+    component_balls,
     dataeval_component_positions,
     forest_state,
     min_id_component_positions,
@@ -72,9 +74,9 @@ def _patch_rows(block, ids, rows, values, block_info=None):
     return out
 
 
-def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positions=None):
+def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positions=None, tile_mask=None):
     """Run the exact search (persisted) and recompute uncertified rows in float64."""
-    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions)
+    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions, tile_mask)
     nbr, sqd, cert = client.persist([nbr, sqd, cert])
     uncertified = np.flatnonzero(~client.compute(cert).result())
     if uncertified.size:
@@ -91,7 +93,35 @@ def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positi
     return nbr, sqd, int(uncertified.size)
 
 
-def _bridge(client, forest: EdgeList, blocks, row_chunks, n: int, timer: _Timer, knn_graph=None) -> tuple[EdgeList, int]:
+def _nearest_later_points(client, x, mean, positions: np.ndarray, row_chunks: tuple, timer: _Timer):
+    """For every point, its exact nearest point in a later component (-1 if none).
+
+    Rows are first sorted by component position, so that blocks are component-coherent and
+    whole tiles can be skipped by the component-ball bounds of ``mst.bridge``.
+    """
+    n = positions.shape[0]
+    order = np.argsort(positions, kind="stable")
+    pos_sorted = positions[order]
+    xs = x[order].rechunk({0: row_chunks, 1: -1})
+    blocks = client.persist(knn_exact.prepare_blocks(xs, mean))
+    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    block_pos = [pos_sorted[o : o + m] for o, m in zip(offsets, row_chunks)]
+    n_components = int(pos_sorted[-1]) + 1
+    centers, radii = component_balls(client, blocks, block_pos, n_components)
+    mask = bridging_tile_mask(centers, radii, block_pos)
+    log.info("MST bridging: %d of %d tiles needed", int(mask.sum()), mask.size)
+    nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, n, 1, timer, positions=pos_sorted, tile_mask=mask)
+    nearest_s, d2_s = client.gather(client.compute([nbr[:, 0], sqd[:, 0]]))
+    del blocks
+    nearest = np.full(n, -1, dtype=np.int64)
+    d2 = np.full(n, np.inf)
+    found = nearest_s != ID_SENTINEL
+    nearest[order[found]] = order[nearest_s[found]]
+    d2[order[found]] = d2_s[found]
+    return nearest, d2, int(mask.sum()), int(mask.size)
+
+
+def _bridge(client, forest: EdgeList, x, mean, row_chunks, n: int, timer: _Timer, knn_graph=None):
     """Join the components of the k-NN forest (DataEval's rule, see ``mst.bridge``).
 
     With ``knn_graph = (neighbors, distances)`` in memory, components are ordered as DataEval
@@ -105,19 +135,20 @@ def _bridge(client, forest: EdgeList, blocks, row_chunks, n: int, timer: _Timer,
     else:
         positions = min_id_component_positions(parent)
     added = []
+    tiles = [0, 0]
     rounds = 0
     while labels.max() > 0:
         rounds += 1
         log.info("MST: k-NN graph has %d components; bridging round %d", int(labels.max()) + 1, rounds)
-        nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, n, 1, timer, positions=positions)
-        nearest, d2 = client.gather(client.compute([nbr[:, 0], sqd[:, 0]]))
-        nearest = np.where(nearest == ID_SENTINEL, -1, nearest)
+        nearest, d2, used, total = _nearest_later_points(client, x, mean, positions, row_chunks, timer)
+        tiles[0] += used
+        tiles[1] += total
         proposals = proposals_to_edges(np.arange(n, dtype=np.int64), nearest, d2)
         added.append(add_bridges(proposals, parent, size))
         labels = mst_kernels.component_labels(parent)
         positions = labels
     edges = EdgeList.concat([forest, *added]) if added else forest
-    return edges, n_components
+    return edges, n_components, tiles
 
 
 def min_cluster_size_for(n: int, n_clusters: int | None) -> int:
@@ -149,7 +180,9 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         n_components = 1
         if len(forest) < n - 1:
             knn_graph = tuple(client.gather(client.compute([nbr, dist])))
-            forest, n_components = _bridge(client, forest, blocks, row_chunks, n, timer, knn_graph)
+            forest, n_components, tiles = _bridge(client, forest, x, mean, row_chunks, n, timer, knn_graph)
+            timer.timings["bridging_tiles"] = tiles[0]
+            timer.timings["bridging_tiles_total"] = tiles[1]
         edges = forest.sorted()
         if len(edges) != n - 1:  # pragma: no cover - guarded by construction
             raise RuntimeError(f"MST has {len(edges)} edges for {n} points; expected {n - 1}")

@@ -82,12 +82,16 @@ def _scan_tile_unlimited(q: PreparedBlock, r: PreparedBlock, n_keep: int, q_pos=
     heap_i = np.full((m, n_keep), K.ID_SENTINEL, dtype=np.int64)
     self_ids = np.arange(q.offset, q.offset + m, dtype=np.int64)
     neg2r = -2.0 * r.x32  # exact scaling
+    # one preallocated scratch for every slab: a fresh large array per GEMM costs page faults
+    # that cut single-thread sgemm throughput several-fold
+    scratch = np.empty(min(m, QUERY_SLAB) * min(r.n_rows, REF_SLAB), dtype=np.float32)
     for qs in range(0, m, QUERY_SLAB):
         qe = min(m, qs + QUERY_SLAB)
         qx = q.x32[qs:qe]
         for rs in range(0, r.n_rows, REF_SLAB):
             re = min(r.n_rows, rs + REF_SLAB)
-            gram = qx @ neg2r[rs:re].T
+            gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
+            np.matmul(qx, neg2r[rs:re].T, out=gram)
             if q_pos is None:
                 K.push_scores(gram, r.sqnorm32[rs:re], r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe])
             else:
@@ -114,16 +118,29 @@ def _merge_tiles(tiles: list, k: int):
     return out_i, out_d, certified
 
 
-def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None):
+def _no_candidates(m: int, k: int):
+    return (
+        np.full((m, k), K.ID_SENTINEL, dtype=np.int64),
+        np.full((m, k), np.inf),
+        np.ones(m, dtype=bool),
+    )
+
+
+def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0):
     scan = dask.delayed(_scan_tile, pure=True)
     tiles = [
         scan(q, r, n_keep, q_pos, None if r_pos is None else r_pos[j], dask_key_name=f"{name}-tile-{qi}-{j}")
         for j, r in enumerate(refs)
+        if needed is None or needed[j]
     ]
+    if not tiles:
+        return dask.delayed(_no_candidates, pure=True)(m, k, dask_key_name=f"{name}-merge-{qi}")
     return dask.delayed(_merge_tiles, pure=True)(tiles, k, dask_key_name=f"{name}-merge-{qi}")
 
 
-def exact_knn_candidates(blocks: list, row_chunks: tuple, k: int, positions: np.ndarray | None = None):
+def exact_knn_candidates(
+    blocks: list, row_chunks: tuple, k: int, positions: np.ndarray | None = None, tile_mask: np.ndarray | None = None
+):
     """Lazy exact k-NN over prepared row blocks (see :func:`prepare_blocks`).
 
     Parameters
@@ -136,6 +153,9 @@ def exact_knn_candidates(blocks: list, row_chunks: tuple, k: int, positions: np.
     positions : ndarray of int64, shape (n,), optional
         Component positions; when given, row i only searches rows j with
         ``positions[j] > positions[i]`` (rows of the last component get no neighbour).
+    tile_mask : ndarray of bool, shape (blocks, blocks), optional
+        Tiles (query block, ref block) to compute; the caller guarantees that a skipped tile
+        holds no candidate that could be among a row's k best.
 
     Returns
     -------
@@ -149,12 +169,13 @@ def exact_knn_candidates(blocks: list, row_chunks: tuple, k: int, positions: np.
     n = int(sum(row_chunks))
     n_keep = min(k + CANDIDATE_MARGIN, n - 1)
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
-    name = f"knn-exact-{dask.base.tokenize(blocks, k, positions)}"
+    name = f"knn-exact-{dask.base.tokenize(blocks, k, positions, tile_mask)}"
     r_pos = None if positions is None else [positions[o : o + m] for o, m in zip(offsets, row_chunks)]
     nbr, dst, cert = [], [], []
     for qi, (q, m) in enumerate(zip(blocks, row_chunks)):
         q_pos = None if positions is None else r_pos[qi]
-        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos)
+        needed = None if tile_mask is None else tile_mask[qi]
+        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos, needed, m)
         nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
         dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
         cert.append(da.from_delayed(merged[2], shape=(m,), dtype=bool))

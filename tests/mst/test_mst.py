@@ -123,3 +123,40 @@ def test_as_dataeval_refuses_overflowing_ids():
     object.__setattr__(t, "n_points", n)
     with pytest.raises(IndexOverflowError, match="use SpanningTree.sources/targets"):
         t.as_dataeval()
+
+
+@pytest.mark.parametrize("chunk", [40, 97, 500])
+def test_nearest_later_points_with_tile_pruning_is_exact(chunk, dask_client):
+    from distdataeval.pipeline import _nearest_later_points, _Timer
+
+    rng = np.random.default_rng(8)
+    centers = rng.uniform(-200, 200, (12, 3))
+    sizes = rng.integers(10, 60, 12)
+    x = np.concatenate([rng.normal(c, rng.uniform(0.1, 3.0), (s, 3)) for c, s in zip(centers, sizes)])
+    x = x[rng.permutation(len(x))]
+    n = len(x)
+    positions = rng.permutation(12)[np.repeat(np.arange(12), sizes)][np.argsort(rng.permutation(n))]
+    positions = np.asarray(positions, dtype=np.int64)
+    xd = da.from_array(x, chunks=(chunk, 3))
+    row_chunks = tuple(int(c) for c in xd.chunks[0])
+    nearest, d2, used, total = _nearest_later_points(dask_client, xd, x.mean(axis=0), positions, row_chunks, _Timer())
+    d = cdist(x, x)
+    for i in range(n):
+        later = np.flatnonzero(positions > positions[i])
+        if later.size == 0:
+            assert nearest[i] == -1
+            continue
+        j = later[np.argmin(d[i, later])]
+        assert nearest[i] == j and np.isclose(np.sqrt(d2[i]), d[i, j])
+    if len(row_chunks) > 3:
+        assert used < total  # the ball bounds skipped work
+
+
+def test_tile_mask_keeps_everything_when_components_overlap():
+    from distdataeval.mst.bridge import bridging_tile_mask
+
+    centers = np.zeros((3, 2))
+    radii = np.ones(3)
+    pos = [np.array([0, 0]), np.array([1, 1]), np.array([2, 2])]
+    mask = bridging_tile_mask(centers, radii, pos)
+    np.testing.assert_array_equal(mask, np.triu(np.ones((3, 3), dtype=bool), 1))
