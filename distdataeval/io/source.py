@@ -85,17 +85,30 @@ def _open_zarr_path(path: str, array: str | None):
     return found
 
 
+def _zarr_to_dask(arr):
+    """Lazy Dask view of a Zarr array; an in-memory store is read here instead, because worker
+    processes cannot see this process's memory (they would read fill values, silently)."""
+    import zarr
+
+    store = arr.store
+    protocol = getattr(getattr(store, "fs", None), "protocol", ())
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+    if isinstance(store, zarr.storage.MemoryStore) or "memory" in protocols:
+        return np.asarray(arr[...])
+    return da.from_zarr(arr)
+
+
 def _to_dask(embeddings, array: str | None) -> tuple[da.Array, str]:
     if isinstance(embeddings, (str, os.PathLike)):
         path = os.fspath(embeddings)
-        return da.from_zarr(_open_zarr_path(path, array)), f"zarr:{path}" + (f"/{array}" if array else "")
+        return _zarr_to_dask(_open_zarr_path(path, array)), f"zarr:{path}" + (f"/{array}" if array else "")
     if array is not None:
         raise InvalidParameterError("array=... is only meaningful with a Zarr store path")
     try:
         import zarr
 
         if isinstance(embeddings, zarr.Array):
-            return da.from_zarr(embeddings), "zarr-array"
+            return _zarr_to_dask(embeddings), "zarr-array"
     except ImportError:  # pragma: no cover - zarr is a dependency
         pass
     if isinstance(embeddings, da.Array):

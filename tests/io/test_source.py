@@ -175,3 +175,14 @@ class TestThroughCluster:
     def test_one_sample_through_api(self, dask_client):
         with pytest.raises(ValueError, match="at least 2 samples"):
             dde.cluster(np.zeros((1, 3)))
+
+
+def test_memory_store_is_read_by_the_driver(dask_client):
+    # worker processes cannot see an in-memory store: it must not be read lazily by them
+    x, _ = mixture(300, d=4, seed=6)
+    g = zarr.open_group("memory://test-source.zarr", mode="w")
+    g.create_array("e", data=x, chunks=(100, 4))
+    a = dde.cluster("memory://test-source.zarr", array="e")
+    b = dde.cluster(x)
+    np.testing.assert_array_equal(a.clusters, b.clusters)
+    np.testing.assert_array_equal(a.k_neighbors, b.k_neighbors)
