@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask.array as da
+import distributed
 import numpy as np
 
 from distdataeval.io.source import Source, check_scan, scan_source
@@ -52,10 +53,11 @@ class ClusterPlan:
 class _Timer:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.started = time.perf_counter()
 
     @contextmanager
     def stage(self, name: str):
-        t0 = time.perf_counter()
+        t0 = self.started = time.perf_counter()
         log.info("stage %s: start", name)
         try:
             yield
@@ -74,9 +76,9 @@ def _patch_rows(block, ids, rows, values, block_info=None):
     return out
 
 
-def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positions=None, tile_mask=None):
+def _exact_knn(client, blocks, row_chunks, d: int, k: int, timer: _Timer, positions=None, tile_mask=None):
     """Run the exact search (persisted) and recompute uncertified rows in float64."""
-    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions, tile_mask)
+    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions, tile_mask, d=d)
     nbr, sqd, cert = client.persist([nbr, sqd, cert])
     uncertified = np.flatnonzero(~client.compute(cert).result())
     if uncertified.size:
@@ -93,26 +95,31 @@ def _exact_knn(client, blocks, row_chunks, n: int, k: int, timer: _Timer, positi
     return nbr, sqd, int(uncertified.size)
 
 
-def _nearest_later_points(client, x, mean, positions: np.ndarray, row_chunks: tuple, timer: _Timer):
+def _nearest_later_points(client, blocks, d: int, positions: np.ndarray, row_chunks: tuple, timer: _Timer):
     """For every point, its exact nearest point in a later component (-1 if none).
 
     Rows are first sorted by component position, so that blocks are component-coherent and
     whole tiles can be skipped by the component-ball bounds of ``mst.bridge``.
     """
     n = positions.shape[0]
+    t0 = time.perf_counter()
     order = np.argsort(positions, kind="stable")
     pos_sorted = positions[order]
-    xs = x[order].rechunk({0: row_chunks, 1: -1})
-    blocks = client.persist(knn_exact.prepare_blocks(xs, mean))
+    blocks = client.persist(knn_exact.permute_blocks(blocks, order, row_chunks))
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
     block_pos = [pos_sorted[o : o + m] for o, m in zip(offsets, row_chunks)]
     n_components = int(pos_sorted[-1]) + 1
+    distributed.wait(blocks)
+    t1 = time.perf_counter()
     centers, radii = component_balls(client, blocks, block_pos, n_components)
     mask = bridging_tile_mask(centers, radii, block_pos)
+    t2 = time.perf_counter()
     log.info("MST bridging: %d of %d tiles needed", int(mask.sum()), mask.size)
-    nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, n, 1, timer, positions=pos_sorted, tile_mask=mask)
+    nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, d, 1, timer, positions=pos_sorted, tile_mask=mask)
     nearest_s, d2_s = client.gather(client.compute([nbr[:, 0], sqd[:, 0]]))
     del blocks
+    t3 = time.perf_counter()
+    log.info("bridging: sort %.2f s, balls %.2f s, search %.2f s", t1 - t0, t2 - t1, t3 - t2)
     nearest = np.full(n, -1, dtype=np.int64)
     d2 = np.full(n, np.inf)
     found = nearest_s != ID_SENTINEL
@@ -121,7 +128,7 @@ def _nearest_later_points(client, x, mean, positions: np.ndarray, row_chunks: tu
     return nearest, d2, int(mask.sum()), int(mask.size)
 
 
-def _bridge(client, forest: EdgeList, x, mean, row_chunks, n: int, timer: _Timer, knn_graph=None):
+def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer: _Timer, knn_graph=None):
     """Join the components of the k-NN forest (DataEval's rule, see ``mst.bridge``).
 
     With ``knn_graph = (neighbors, distances)`` in memory, components are ordered as DataEval
@@ -130,17 +137,19 @@ def _bridge(client, forest: EdgeList, x, mean, row_chunks, n: int, timer: _Timer
     parent, size = forest_state(forest, n)
     labels = mst_kernels.component_labels(parent)
     n_components = int(labels.max()) + 1
+    t0 = time.perf_counter()
     if knn_graph is not None:
         positions = dataeval_component_positions(*knn_graph)
     else:
         positions = min_id_component_positions(parent)
+    log.info("MST: component order found in %.2f s", time.perf_counter() - t0)
     added = []
     tiles = [0, 0]
     rounds = 0
     while labels.max() > 0:
         rounds += 1
         log.info("MST: k-NN graph has %d components; bridging round %d", int(labels.max()) + 1, rounds)
-        nearest, d2, used, total = _nearest_later_points(client, x, mean, positions, row_chunks, timer)
+        nearest, d2, used, total = _nearest_later_points(client, blocks, d, positions, row_chunks, timer)
         tiles[0] += used
         tiles[1] += total
         proposals = proposals_to_edges(np.arange(n, dtype=np.int64), nearest, d2)
@@ -171,16 +180,17 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
 
     with timer.stage("knn"):
         blocks = client.persist(knn_exact.prepare_blocks(x, mean))
-        nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, n, k, timer)
+        nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
 
     with timer.stage("mst"):
         forest = client.compute(knn_to_forest(nbr, dist)).result()
+        log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1:
             knn_graph = tuple(client.gather(client.compute([nbr, dist])))
-            forest, n_components, tiles = _bridge(client, forest, x, mean, row_chunks, n, timer, knn_graph)
+            forest, n_components, tiles = _bridge(client, forest, blocks, source.d, row_chunks, n, timer, knn_graph)
             timer.timings["bridging_tiles"] = tiles[0]
             timer.timings["bridging_tiles_total"] = tiles[1]
         edges = forest.sorted()

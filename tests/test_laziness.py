@@ -25,7 +25,7 @@ def test_stage_functions_do_not_compute():
         src = open_source(da.from_array(x, chunks=(64, 8)))
         scan_source(src)
         blocks = exact.prepare_blocks(src.data, np.zeros(8))
-        nbr, sqd, cert = exact.exact_knn_candidates(blocks, src.data.chunks[0], 5)
+        nbr, sqd, cert = exact.exact_knn_candidates(blocks, src.data.chunks[0], 5, d=8)
         exact.exact_rows_search(blocks, np.array([1, 2]), 5)
         knn_to_forest(nbr, exact.knn_to_distances(sqd))
         labels = da.zeros(300, chunks=(64,), dtype=np.int64)

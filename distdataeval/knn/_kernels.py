@@ -92,23 +92,23 @@ def push_exact(queries, refs, col_offset, self_ids, heap_s, heap_i):
 
 
 @njit(cache=True, nogil=True)
-def exact_sqdist_of_candidates(queries, refs, col_offset, heap_i):
-    """Exact float64 squared distances from each query row to its candidate ids (in ``refs``)."""
+def exact_sqdist_of_candidates(queries, refs, col_offset, heap_i, out):
+    """Exact float64 squared distances from each query row to those of its candidate ids that
+    lie in ``refs`` (ids ``col_offset .. col_offset + len(refs) - 1``), written into ``out``."""
     m, K = heap_i.shape
     d = queries.shape[1]
-    out = np.full((m, K), np.inf)
+    b = refs.shape[0]
     for r in range(m):
         for j in range(K):
             gid = heap_i[r, j]
-            if gid == ID_SENTINEL:
-                continue
             c = gid - col_offset
+            if gid == ID_SENTINEL or c < 0 or c >= b:
+                continue
             acc = 0.0
             for t in range(d):
                 diff = queries[r, t] - refs[c, t]
                 acc += diff * diff
             out[r, j] = acc
-    return out
 
 
 @njit(cache=True, nogil=True)

@@ -64,3 +64,27 @@ def roundoff_bound(d: int, query_norm: np.ndarray, ref_norm_max: float) -> np.nd
     being computed from rounded values.
     """
     return 2.0 * (2 * d + 10) * UNIT_ROUNDOFF_F32 * (query_norm + ref_norm_max) ** 2
+
+
+def take_rows(blocks: list, row_ids: np.ndarray, offset: int) -> PreparedBlock:
+    """A new prepared block made of rows ``row_ids`` (global ids, any order) of ``blocks``.
+
+    Its rows are numbered from ``offset`` in the order given, so a permutation of the data can
+    be built from already prepared blocks without centring or converting anything again.
+    """
+    starts = np.array([b.offset for b in blocks])
+    owner = np.searchsorted(starts, row_ids, side="right") - 1
+    x64 = np.empty((row_ids.shape[0], blocks[0].x64.shape[1]))
+    x32 = np.empty(x64.shape, dtype=np.float32)
+    sq = np.empty(row_ids.shape[0], dtype=np.float32)
+    norm = np.empty(row_ids.shape[0])
+    for j, b in enumerate(blocks):
+        sel = np.flatnonzero(owner == j)
+        if sel.size == 0:
+            continue
+        local = row_ids[sel] - b.offset
+        x64[sel] = b.x64[local]
+        x32[sel] = b.x32[local]
+        sq[sel] = b.sqnorm32[local]
+        norm[sel] = b.norm[local]
+    return PreparedBlock(offset=int(offset), x64=x64, x32=x32, sqnorm32=sq, norm=norm)

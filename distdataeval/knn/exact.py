@@ -1,10 +1,11 @@
 """Exact k-NN by blocked brute force over Dask row blocks.
 
-Every (query block, ref block) pair is one task: a float32 GEMM ranks candidates, a per-row heap
-keeps the best ``k + margin`` of them, and their distances are recomputed exactly in float64 by
-direct differences. The task also returns a lower bound on the squared distance of every ref it
-dropped (its float32 boundary score minus a proven round-off bound). Per query block a merge
-keeps the k best exact candidates; a row whose k-th distance is not below every tile's bound is
+Each task scans one query block against a group of ref blocks (all of them while they fit in
+``GROUP_BYTES``): a float32 GEMM ranks candidates, a per-row heap keeps the best ``k + margin`` of
+them, and their distances are recomputed exactly in float64 by direct differences. The task also
+returns a lower bound on the squared distance of every ref it dropped (its float32 boundary score
+minus a proven round-off bound). Per query block a merge of the groups keeps the k best exact
+candidates; a row whose k-th distance is not below every tile's bound is
 *uncertified* and recomputed in float64 over all refs (:func:`refine_rows`). No n x n matrix
 ever exists: a tile is processed in slabs of at most ``QUERY_SLAB x REF_SLAB`` scores.
 
@@ -20,12 +21,16 @@ import dask.array as da
 import numpy as np
 
 from distdataeval.knn import _kernels as K
-from distdataeval.knn.blocks import PreparedBlock, prepare_block, roundoff_bound
+from distdataeval.knn.blocks import PreparedBlock, prepare_block, roundoff_bound, take_rows
 from distdataeval.runtime.threads import limit_threads
 
 QUERY_SLAB = 2048
 REF_SLAB = 8192
 CANDIDATE_MARGIN = 8
+# One task scans a query block against a group of ref blocks with a running heap per row, so a
+# row's heap is warm for all but the first slab (a fresh heap per block pair spends most of its
+# time inserting). A group holds at most this much prepared data (float64 + float32 rows).
+GROUP_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -70,40 +75,76 @@ def prepare_blocks(x: da.Array, mean: np.ndarray) -> list:
     return [prep(b, int(o), mean, dask_key_name=f"knn-prep-{token}-{i}") for i, (b, o) in enumerate(zip(blocks, offsets))]
 
 
-def _scan_tile(q: PreparedBlock, r: PreparedBlock, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
+def permute_blocks(blocks: list, order: np.ndarray, row_chunks: tuple) -> list:
+    """Prepared blocks of the rows in ``order`` (row i of the result is row ``order[i]``), lazily."""
+    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    token = dask.base.tokenize(blocks, order)
+    take = dask.delayed(take_rows, pure=True)
+    return [
+        take(blocks, order[o : o + m], int(o), dask_key_name=f"knn-permute-{token}-{i}")
+        for i, (o, m) in enumerate(zip(offsets, row_chunks))
+    ]
+
+
+def _scan_group(q: PreparedBlock, refs: list, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
+    """Scan one query block against a group of ref blocks with one running heap per row."""
     with limit_threads(1):
-        return _scan_tile_unlimited(q, r, n_keep, q_pos, r_pos)
+        return _scan_group_unlimited(q, refs, n_keep, q_pos, r_pos)
 
 
-def _scan_tile_unlimited(q: PreparedBlock, r: PreparedBlock, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
+def _scan_group_unlimited(q: PreparedBlock, refs: list, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
     m = q.n_rows
     d = q.x64.shape[1]
     heap_s = np.full((m, n_keep), np.inf, dtype=np.float32)
     heap_i = np.full((m, n_keep), K.ID_SENTINEL, dtype=np.int64)
     self_ids = np.arange(q.offset, q.offset + m, dtype=np.int64)
-    neg2r = -2.0 * r.x32  # exact scaling
     # one preallocated scratch for every slab: a fresh large array per GEMM costs page faults
     # that cut single-thread sgemm throughput several-fold
-    scratch = np.empty(min(m, QUERY_SLAB) * min(r.n_rows, REF_SLAB), dtype=np.float32)
-    for qs in range(0, m, QUERY_SLAB):
-        qe = min(m, qs + QUERY_SLAB)
-        qx = q.x32[qs:qe]
-        for rs in range(0, r.n_rows, REF_SLAB):
-            re = min(r.n_rows, rs + REF_SLAB)
-            gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
-            np.matmul(qx, neg2r[rs:re].T, out=gram)
-            if q_pos is None:
-                K.push_scores(gram, r.sqnorm32[rs:re], r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe])
-            else:
-                K.push_scores_later(
-                    gram, r.sqnorm32[rs:re], r.offset + rs, q_pos[qs:qe], r_pos[rs:re], heap_s[qs:qe], heap_i[qs:qe]
-                )
-    # heap roots = the worst kept candidate; anything dropped scored at least that much
+    widest = max(r.n_rows for r in refs)
+    scratch = np.empty(min(m, QUERY_SLAB) * min(widest, REF_SLAB), dtype=np.float32)
+    for j, r in enumerate(refs):
+        neg2r = -2.0 * r.x32  # exact scaling
+        for qs in range(0, m, QUERY_SLAB):
+            qe = min(m, qs + QUERY_SLAB)
+            qx = q.x32[qs:qe]
+            for rs in range(0, r.n_rows, REF_SLAB):
+                re = min(r.n_rows, rs + REF_SLAB)
+                gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
+                np.matmul(qx, neg2r[rs:re].T, out=gram)
+                if q_pos is None:
+                    K.push_scores(
+                        gram, r.sqnorm32[rs:re], r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe]
+                    )
+                else:
+                    K.push_scores_later(
+                        gram, r.sqnorm32[rs:re], r.offset + rs, q_pos[qs:qe], r_pos[j][rs:re], heap_s[qs:qe],
+                        heap_i[qs:qe],
+                    )
+    # The heap root is the worst kept score; it only decreases while scanning, so every candidate
+    # ever dropped scored at least the final root.
     full = heap_i[:, 0] != K.ID_SENTINEL
-    bound = roundoff_bound(d, q.norm, float(r.norm.max()) if r.n_rows else 0.0)
+    bound = roundoff_bound(d, q.norm, max(float(r.norm.max()) for r in refs))
     lower = np.where(full, q.norm**2 + heap_s[:, 0].astype(np.float64) - bound, np.inf)
-    sqdist = K.exact_sqdist_of_candidates(q.x64, r.x64, r.offset, heap_i)
+    sqdist = np.full(heap_i.shape, np.inf)
+    for r in refs:
+        K.exact_sqdist_of_candidates(q.x64, r.x64, r.offset, heap_i, sqdist)
     return _TileResult(heap_i, sqdist, lower)
+
+
+def _group_refs(indices: list, row_chunks: tuple, d: int) -> list:
+    """Split ref block indices into groups of at most ``GROUP_BYTES`` of prepared data."""
+    groups, current, size = [], [], 0
+    per_row = 12 * d + 16
+    for j in indices:
+        b = row_chunks[j] * per_row
+        if current and size + b > GROUP_BYTES:
+            groups.append(current)
+            current, size = [], 0
+        current.append(j)
+        size += b
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _merge_tiles(tiles: list, k: int):
@@ -126,12 +167,19 @@ def _no_candidates(m: int, k: int):
     )
 
 
-def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0):
-    scan = dask.delayed(_scan_tile, pure=True)
+def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0, row_chunks=(), d=1):
+    scan = dask.delayed(_scan_group, pure=True)
+    wanted = [j for j in range(len(refs)) if needed is None or needed[j]]
     tiles = [
-        scan(q, r, n_keep, q_pos, None if r_pos is None else r_pos[j], dask_key_name=f"{name}-tile-{qi}-{j}")
-        for j, r in enumerate(refs)
-        if needed is None or needed[j]
+        scan(
+            q,
+            [refs[j] for j in group],
+            n_keep,
+            q_pos,
+            None if r_pos is None else [r_pos[j] for j in group],
+            dask_key_name=f"{name}-tile-{qi}-{g}",
+        )
+        for g, group in enumerate(_group_refs(wanted, row_chunks, d))
     ]
     if not tiles:
         return dask.delayed(_no_candidates, pure=True)(m, k, dask_key_name=f"{name}-merge-{qi}")
@@ -139,7 +187,13 @@ def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, neede
 
 
 def exact_knn_candidates(
-    blocks: list, row_chunks: tuple, k: int, positions: np.ndarray | None = None, tile_mask: np.ndarray | None = None
+    blocks: list,
+    row_chunks: tuple,
+    k: int,
+    positions: np.ndarray | None = None,
+    tile_mask: np.ndarray | None = None,
+    *,
+    d: int,
 ):
     """Lazy exact k-NN over prepared row blocks (see :func:`prepare_blocks`).
 
@@ -156,6 +210,8 @@ def exact_knn_candidates(
     tile_mask : ndarray of bool, shape (blocks, blocks), optional
         Tiles (query block, ref block) to compute; the caller guarantees that a skipped tile
         holds no candidate that could be among a row's k best.
+    d : int
+        Dimension (sizes the groups of ref blocks one task scans).
 
     Returns
     -------
@@ -175,7 +231,7 @@ def exact_knn_candidates(
     for qi, (q, m) in enumerate(zip(blocks, row_chunks)):
         q_pos = None if positions is None else r_pos[qi]
         needed = None if tile_mask is None else tile_mask[qi]
-        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos, needed, m)
+        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos, needed, m, row_chunks, d)
         nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
         dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
         cert.append(da.from_delayed(merged[2], shape=(m,), dtype=bool))

@@ -137,9 +137,12 @@ def test_nearest_later_points_with_tile_pruning_is_exact(chunk, dask_client):
     n = len(x)
     positions = rng.permutation(12)[np.repeat(np.arange(12), sizes)][np.argsort(rng.permutation(n))]
     positions = np.asarray(positions, dtype=np.int64)
+    from distdataeval.knn.exact import prepare_blocks
+
     xd = da.from_array(x, chunks=(chunk, 3))
     row_chunks = tuple(int(c) for c in xd.chunks[0])
-    nearest, d2, used, total = _nearest_later_points(dask_client, xd, x.mean(axis=0), positions, row_chunks, _Timer())
+    blocks = dask_client.persist(prepare_blocks(xd, x.mean(axis=0)))
+    nearest, d2, used, total = _nearest_later_points(dask_client, blocks, 3, positions, row_chunks, _Timer())
     d = cdist(x, x)
     for i in range(n):
         later = np.flatnonzero(positions > positions[i])
