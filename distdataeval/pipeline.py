@@ -7,10 +7,12 @@ kernels on arrays they are given (``mst``, ``tree``); this module decides what r
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import distributed
 import numpy as np
@@ -176,10 +178,15 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
     row_chunks = tuple(int(c) for c in x.chunks[0])
 
     with timer.stage("validate"):
-        mean = check_scan(source, client.compute(scan_source(source)).result())
+        # one read of the data: the finiteness scan, the column mean and the prepared (centred)
+        # blocks are persisted together; nothing is used before the scan has passed
+        scan = scan_source(source)
+        mean = dask.delayed(operator.getitem, pure=True)(scan, 2)
+        persisted = client.persist([scan, *knn_exact.prepare_blocks(x, mean)])
+        scan, blocks = persisted[0], persisted[1:]
+        check_scan(source, client.compute(scan).result())
 
     with timer.stage("knn"):
-        blocks = client.persist(knn_exact.prepare_blocks(x, mean))
         nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])

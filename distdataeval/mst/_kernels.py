@@ -95,3 +95,77 @@ def dataeval_union_roots(neighbors, distances):
     for i in range(n):
         roots[i] = find(parent, i)
     return roots
+
+
+@njit(cache=True, nogil=True)
+def canonical_order(weight, low, high):
+    """Permutation sorting edges by (weight, low, high).
+
+    One quicksort on the weights, then each run of equal weights (rare, except for duplicate
+    points) is sorted by the combined key ``low * (max_id + 1) + high`` (exact while
+    max_id < 3e9).
+    """
+    m = weight.shape[0]
+    order = np.argsort(weight)
+    if m == 0:
+        return order
+    span = np.int64(0)
+    for t in range(m):
+        if high[t] > span:
+            span = high[t]
+    span += 1
+    i = 0
+    while i < m:
+        w = weight[order[i]]
+        j = i + 1
+        while j < m and weight[order[j]] == w:
+            j += 1
+        if j - i > 1:
+            run = order[i:j].copy()
+            key = np.empty(j - i, dtype=np.int64)
+            for t in range(j - i):
+                key[t] = low[run[t]] * span + high[run[t]]
+            sub = np.argsort(key)
+            for t in range(j - i):
+                order[i + t] = run[sub[t]]
+        i = j
+    return order
+
+
+@njit(cache=True, nogil=True)
+def compact_ids(a, b):
+    """Relabel the ids of two arrays to 0..u-1 (u = distinct ids) with an open-addressing hash.
+
+    Returns (local_a, local_b, u). Memory O(len(a)), whatever the magnitude of the ids.
+    """
+    m = a.shape[0]
+    cap = 16
+    while cap < 4 * m:
+        cap <<= 1
+    mask = np.uint64(cap - 1)
+    keys = np.full(cap, -1, dtype=np.int64)
+    vals = np.empty(cap, dtype=np.int64)
+    out_a = np.empty(m, dtype=np.int64)
+    out_b = np.empty(m, dtype=np.int64)
+    count = 0
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for side in range(2):
+        src = a if side == 0 else b
+        dst = out_a if side == 0 else out_b
+        for t in range(m):
+            x = src[t]
+            h = (np.uint64(x) * mult) >> np.uint64(32)
+            slot = np.int64(h & mask)
+            while True:
+                k = keys[slot]
+                if k == x:
+                    dst[t] = vals[slot]
+                    break
+                if k == -1:
+                    keys[slot] = x
+                    vals[slot] = count
+                    dst[t] = count
+                    count += 1
+                    break
+                slot = (slot + 1) & (cap - 1)
+    return out_a, out_b, count

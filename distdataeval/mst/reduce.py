@@ -38,7 +38,7 @@ class EdgeList:
 
     def sorted(self) -> "EdgeList":
         """The same edges ordered by (weight, low, high)."""
-        order = np.lexsort((self.high, self.low, self.weight))
+        order = K.canonical_order(self.weight, self.low, self.high)
         return EdgeList(self.low[order], self.high[order], self.weight[order])
 
     @staticmethod
@@ -69,11 +69,10 @@ def minimum_spanning_forest(edges: EdgeList) -> EdgeList:
     if len(edges) == 0:
         return edges
     e = edges.sorted()
-    verts, inverse = np.unique(np.concatenate([e.low, e.high]), return_inverse=True)
-    m = len(e)
-    parent = np.arange(verts.shape[0], dtype=np.int64)
-    size = np.ones(verts.shape[0], dtype=np.int64)
-    keep = K.kruskal_select(inverse[:m].astype(np.int64), inverse[m:].astype(np.int64), parent, size)
+    local_low, local_high, n_verts = K.compact_ids(e.low, e.high)
+    parent = np.arange(n_verts, dtype=np.int64)
+    size = np.ones(n_verts, dtype=np.int64)
+    keep = K.kruskal_select(local_low, local_high, parent, size)
     return EdgeList(e.low[keep], e.high[keep], e.weight[keep])
 
 

@@ -163,3 +163,27 @@ def test_tile_mask_keeps_everything_when_components_overlap():
     pos = [np.array([0, 0]), np.array([1, 1]), np.array([2, 2])]
     mask = bridging_tile_mask(centers, radii, pos)
     np.testing.assert_array_equal(mask, np.triu(np.ones((3, 3), dtype=bool), 1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30), st.sampled_from([0.0, 0.5, 1.0, 2.5])), max_size=80))
+def test_canonical_order_is_lexicographic(edges):
+    low = np.array([min(a, b) for a, b, _ in edges], dtype=np.int64)
+    high = np.array([max(a, b) for a, b, _ in edges], dtype=np.int64)
+    w = np.array([c for _, _, c in edges], dtype=np.float64)
+    order = K.canonical_order(w, low, high)
+    got = list(zip(w[order], low[order], high[order]))
+    assert got == sorted(zip(w, low, high))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=60), st.data())
+def test_compact_ids_is_a_relabelling(ids, data):
+    a = np.array(ids, dtype=np.int64)
+    b = np.array(data.draw(st.permutations(ids)), dtype=np.int64)
+    la, lb, u = K.compact_ids(a, b)
+    assert u == len(set(ids))
+    mapping = {}
+    for g, loc in zip(np.concatenate([a, b]), np.concatenate([la, lb])):
+        assert mapping.setdefault(int(g), int(loc)) == int(loc)
+    assert sorted(set(mapping.values())) == list(range(u))
