@@ -23,12 +23,13 @@ from distdataeval.knn._kernels import ID_SENTINEL
 from distdataeval.mst import _kernels as mst_kernels
 from distdataeval.mst.bridge import (
     add_bridges,
-    bridging_tile_mask,
     component_balls,
     dataeval_component_positions,
     forest_state,
     min_id_component_positions,
+    ordered_tile_mask,
     proposals_to_edges,
+    useful_component_pairs,
 )
 from distdataeval.mst.records import SpanningTree
 from distdataeval.mst.reduce import EdgeList, knn_to_forest
@@ -78,9 +79,13 @@ def _patch_rows(block, ids, rows, values, block_info=None):
     return out
 
 
-def _exact_knn(client, blocks, row_chunks, d: int, k: int, timer: _Timer, positions=None, tile_mask=None):
+def _exact_knn(
+    client, blocks, row_chunks, d: int, k: int, timer: _Timer, positions=None, tile_mask=None, allowed_pairs=None
+):
     """Run the exact search (persisted) and recompute uncertified rows in float64."""
-    nbr, sqd, cert = knn_exact.exact_knn_candidates(blocks, row_chunks, k, positions, tile_mask, d=d)
+    nbr, sqd, cert = knn_exact.exact_knn_candidates(
+        blocks, row_chunks, k, positions, tile_mask, d=d, allowed_pairs=allowed_pairs
+    )
     nbr, sqd, cert = client.persist([nbr, sqd, cert])
     uncertified = np.flatnonzero(~client.compute(cert).result())
     if uncertified.size:
@@ -100,8 +105,9 @@ def _exact_knn(client, blocks, row_chunks, d: int, k: int, timer: _Timer, positi
 def _nearest_later_points(client, blocks, d: int, positions: np.ndarray, row_chunks: tuple, timer: _Timer):
     """For every point, its exact nearest point in a later component (-1 if none).
 
-    Rows are first sorted by component position, so that blocks are component-coherent and
-    whole tiles can be skipped by the component-ball bounds of ``mst.bridge``.
+    Rows are first sorted by component position, so that blocks are component-coherent: tiles
+    whose refs all precede their queries are not scheduled, and inside a task a ref block is
+    skipped when the component-ball bounds of ``mst.bridge`` rule it out.
     """
     n = positions.shape[0]
     t0 = time.perf_counter()
@@ -111,17 +117,15 @@ def _nearest_later_points(client, blocks, d: int, positions: np.ndarray, row_chu
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
     block_pos = [pos_sorted[o : o + m] for o, m in zip(offsets, row_chunks)]
     n_components = int(pos_sorted[-1]) + 1
-    distributed.wait(blocks)
-    t1 = time.perf_counter()
-    centers, radii = component_balls(client, blocks, block_pos, n_components)
-    mask = bridging_tile_mask(centers, radii, block_pos)
-    t2 = time.perf_counter()
-    log.info("MST bridging: %d of %d tiles needed", int(mask.sum()), mask.size)
-    nbr, sqd, _ = _exact_knn(client, blocks, row_chunks, d, 1, timer, positions=pos_sorted, tile_mask=mask)
+    centers, radii = component_balls(blocks, block_pos, n_components)
+    allowed = dask.delayed(useful_component_pairs, pure=True)(centers, radii)
+    mask = ordered_tile_mask(block_pos)
+    nbr, sqd, _ = _exact_knn(
+        client, blocks, row_chunks, d, 1, timer, positions=pos_sorted, tile_mask=mask, allowed_pairs=allowed
+    )
     nearest_s, d2_s = client.gather(client.compute([nbr[:, 0], sqd[:, 0]]))
     del blocks
-    t3 = time.perf_counter()
-    log.info("bridging: sort %.2f s, balls %.2f s, search %.2f s", t1 - t0, t2 - t1, t3 - t2)
+    log.info("MST bridging: nearest later points found in %.2f s", time.perf_counter() - t0)
     nearest = np.full(n, -1, dtype=np.int64)
     d2 = np.full(n, np.inf)
     found = nearest_s != ID_SENTINEL
@@ -190,14 +194,17 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
+        # exact mode returns the graph as NumPy arrays; the DataEval bridging order needs it too
+        k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
 
     with timer.stage("mst"):
         forest = client.compute(knn_to_forest(nbr, dist)).result()
         log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1:
-            knn_graph = tuple(client.gather(client.compute([nbr, dist])))
-            forest, n_components, tiles = _bridge(client, forest, blocks, source.d, row_chunks, n, timer, knn_graph)
+            forest, n_components, tiles = _bridge(
+                client, forest, blocks, source.d, row_chunks, n, timer, (k_neighbors, k_distances)
+            )
             timer.timings["bridging_tiles"] = tiles[0]
             timer.timings["bridging_tiles_total"] = tiles[1]
         edges = forest.sorted()
@@ -217,9 +224,6 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
             lab = da.from_array(raw, chunks=(row_chunks,))
             centers, _ = client.compute(cluster_centers(x, lab, n_found)).result()
             labels = client.compute(reassign_noise_to_nearest_center(x, lab, centers)).result()
-
-    with timer.stage("gather"):
-        k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
 
     log.info("cluster(): %d points, %d clusters, %d noise; %s", n, int(labels.max()) + 1, int(noise.sum()), timer.timings)
     return ClusterResult(

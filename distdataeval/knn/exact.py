@@ -86,8 +86,22 @@ def permute_blocks(blocks: list, order: np.ndarray, row_chunks: tuple) -> list:
     ]
 
 
-def _scan_group(q: PreparedBlock, refs: list, n_keep: int, q_pos=None, r_pos=None) -> _TileResult:
-    """Scan one query block against a group of ref blocks with one running heap per row."""
+def _scan_group(q: PreparedBlock, refs: list, n_keep: int, q_pos=None, r_pos=None, allowed=None) -> _TileResult:
+    """Scan one query block against a group of ref blocks with one running heap per row.
+
+    With ``allowed`` (bool (C, C) over position labels), a ref block is skipped when no pair
+    (query label, ref label) within the two blocks' label ranges is allowed.
+    """
+    if allowed is not None:
+        qlo, qhi = int(q_pos.min()), int(q_pos.max())
+        keep = [j for j in range(len(refs)) if allowed[qlo : qhi + 1, int(r_pos[j].min()) : int(r_pos[j].max()) + 1].any()]
+        refs = [refs[j] for j in keep]
+        r_pos = [r_pos[j] for j in keep]
+    if not refs:
+        m = q.n_rows
+        return _TileResult(
+            np.full((m, n_keep), K.ID_SENTINEL, dtype=np.int64), np.full((m, n_keep), np.inf), np.full(m, np.inf)
+        )
     with limit_threads(1):
         return _scan_group_unlimited(q, refs, n_keep, q_pos, r_pos)
 
@@ -167,7 +181,9 @@ def _no_candidates(m: int, k: int):
     )
 
 
-def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0, row_chunks=(), d=1):
+def _tile_merge_tree(
+    q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0, row_chunks=(), d=1, allowed=None
+):
     scan = dask.delayed(_scan_group, pure=True)
     wanted = [j for j in range(len(refs)) if needed is None or needed[j]]
     tiles = [
@@ -177,6 +193,7 @@ def _tile_merge_tree(q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, neede
             n_keep,
             q_pos,
             None if r_pos is None else [r_pos[j] for j in group],
+            allowed,
             dask_key_name=f"{name}-tile-{qi}-{g}",
         )
         for g, group in enumerate(_group_refs(wanted, row_chunks, d))
@@ -194,6 +211,7 @@ def exact_knn_candidates(
     tile_mask: np.ndarray | None = None,
     *,
     d: int,
+    allowed_pairs=None,
 ):
     """Lazy exact k-NN over prepared row blocks (see :func:`prepare_blocks`).
 
@@ -212,6 +230,10 @@ def exact_knn_candidates(
         holds no candidate that could be among a row's k best.
     d : int
         Dimension (sizes the groups of ref blocks one task scans).
+    allowed_pairs : ndarray of bool (C, C) or Delayed of it, optional
+        With ``positions``: a ref block is only scanned if some (query position, ref position)
+        pair of the two blocks is allowed; the caller guarantees the others hold no candidate
+        among a row's k best. Evaluated inside the tasks, so it may be a lazy result.
 
     Returns
     -------
@@ -225,13 +247,13 @@ def exact_knn_candidates(
     n = int(sum(row_chunks))
     n_keep = min(k + CANDIDATE_MARGIN, n - 1)
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
-    name = f"knn-exact-{dask.base.tokenize(blocks, k, positions, tile_mask)}"
+    name = f"knn-exact-{dask.base.tokenize(blocks, k, positions, tile_mask, allowed_pairs)}"
     r_pos = None if positions is None else [positions[o : o + m] for o, m in zip(offsets, row_chunks)]
     nbr, dst, cert = [], [], []
     for qi, (q, m) in enumerate(zip(blocks, row_chunks)):
         q_pos = None if positions is None else r_pos[qi]
         needed = None if tile_mask is None else tile_mask[qi]
-        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos, needed, m, row_chunks, d)
+        merged = _tile_merge_tree(q, blocks, n_keep, k, name, qi, q_pos, r_pos, needed, m, row_chunks, d, allowed_pairs)
         nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
         dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
         cert.append(da.from_delayed(merged[2], shape=(m,), dtype=bool))

@@ -83,50 +83,42 @@ def _block_component_radii(block, positions: np.ndarray, centers: np.ndarray, n_
     return radii
 
 
-def component_balls(client, blocks: list, block_positions: list, n_components: int):
-    """Centre and radius of every component (two passes over the prepared blocks).
-
-    Returns (centers (C, d) float64, radii (C,) float64), in the blocks' centred coordinates,
-    radii widened slightly so that round-off cannot make a bound unsafe.
-    """
-    import dask
-
-    parts = [
-        dask.delayed(_block_component_sums, pure=True)(b, p, n_components) for b, p in zip(blocks, block_positions)
-    ]
-    parts = client.gather(client.compute(parts))
+def _combine_centers(parts):
     sums = np.sum([p[0] for p in parts], axis=0)
     counts = np.sum([p[1] for p in parts], axis=0)
-    centers = sums / np.maximum(counts, 1)[:, None]
-    radii = client.gather(
-        client.compute(
-            [
-                dask.delayed(_block_component_radii, pure=True)(b, p, centers, n_components)
-                for b, p in zip(blocks, block_positions)
-            ]
-        )
-    )
-    radii = np.max(radii, axis=0)
-    return centers, radii * (1 + 1e-9) + 1e-12
+    return sums / np.maximum(counts, 1)[:, None]
 
 
-def bridging_tile_mask(centers: np.ndarray, radii: np.ndarray, block_positions: list) -> np.ndarray:
-    """Which (query block, ref block) tiles can hold a point's nearest later-component point.
+def _max_radii(parts):
+    # widened slightly so that round-off cannot make a bound unsafe
+    return np.max(parts, axis=0) * (1 + 1e-9) + 1e-12
 
-    Rows are sorted by component position, so each block spans a contiguous range of components.
-    For component P, every point lies within ``UB_P = min_{Q > P} |c_P - c_Q| + r_P + r_Q`` of
+
+def component_balls(blocks: list, block_positions: list, n_components: int):
+    """Lazy centre (C, d) and radius (C,) of every component, in the blocks' centred coordinates
+    (two passes over the prepared blocks, both on the workers)."""
+    import dask
+
+    sums = [dask.delayed(_block_component_sums, pure=True)(b, p, n_components) for b, p in zip(blocks, block_positions)]
+    centers = dask.delayed(_combine_centers, pure=True)(sums)
+    radii = [
+        dask.delayed(_block_component_radii, pure=True)(b, p, centers, n_components)
+        for b, p in zip(blocks, block_positions)
+    ]
+    return centers, dask.delayed(_max_radii, pure=True)(radii)
+
+
+def useful_component_pairs(centers: np.ndarray, radii: np.ndarray) -> np.ndarray | None:
+    """Pairs (P, Q) of components where a point of Q can be the nearest later point of one of P.
+
+    For component P every point lies within ``UB_P = min_{Q > P} |c_P - c_Q| + r_P + r_Q`` of
     some later point, and no point of Q is closer than ``LB(P, Q) = |c_P - c_Q| - r_P - r_Q``;
-    a tile is needed only if some pair (P in the query block, Q > P in the ref block) has
-    ``LB(P, Q) <= UB_P``. With more than ``MAX_COMPONENTS_FOR_PRUNING`` components only the
-    ordering is used (tiles whose refs all precede the query block are skipped).
+    the pair is useful when Q > P and ``LB(P, Q) <= UB_P``. Returns None (no pruning) above
+    ``MAX_COMPONENTS_FOR_PRUNING`` components, where the (C, C) matrix would be too large.
     """
-    n_blocks = len(block_positions)
-    lo = np.array([p.min() for p in block_positions])
-    hi = np.array([p.max() for p in block_positions])
-    mask = hi[None, :] > lo[:, None]  # some ref of block j is later than some query of block i
     C = centers.shape[0]
     if C > MAX_COMPONENTS_FOR_PRUNING:
-        return mask
+        return None
     sq = (centers**2).sum(axis=1)
     cc = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * centers @ centers.T, 0.0))
     later = np.triu(np.ones((C, C), dtype=bool), k=1)
@@ -134,9 +126,12 @@ def bridging_tile_mask(centers: np.ndarray, radii: np.ndarray, block_positions: 
     lower = cc - radii[:, None] - radii[None, :]
     # |c_P - c_Q| from the expansion can be off by round-off: keep a margin
     slack = 1e-7 * (np.sqrt(sq)[:, None] + np.sqrt(sq)[None, :] + 1.0)
-    useful = later & (lower - slack <= upper[:, None])
-    for i in range(n_blocks):
-        for j in range(n_blocks):
-            if mask[i, j]:
-                mask[i, j] = bool(useful[lo[i] : hi[i] + 1, lo[j] : hi[j] + 1].any())
-    return mask
+    return later & (lower - slack <= upper[:, None])
+
+
+def ordered_tile_mask(block_positions: list) -> np.ndarray:
+    """Tiles (query block i, ref block j) where some ref is in a later component than some query
+    (rows sorted by component position: the others hold no candidate at all)."""
+    lo = np.array([p.min() for p in block_positions])
+    hi = np.array([p.max() for p in block_positions])
+    return hi[None, :] > lo[:, None]

@@ -30,6 +30,18 @@ def _worker_environ(threads: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _restored_environ(saved: dict) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def local_client(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto"):
     """The shared in-process LocalCluster client (created on first call).
 
@@ -44,7 +56,11 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1, memo
         if client is not None and client.status == "running":
             return client
         workers = n_workers or max(1, os.cpu_count() or 1)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ(threads_per_worker)}):
+        environ = _worker_environ(threads_per_worker)
+        saved = {key: os.environ.get(key) for key in environ}
+        # the nanny writes the workers' variables into this process's os.environ before spawning;
+        # put ours back afterwards so that libraries the user loads later keep their threads
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _restored_environ(saved):
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=threads_per_worker,

@@ -152,38 +152,23 @@ def test_nearest_later_points_with_tile_pruning_is_exact(chunk, dask_client):
         j = later[np.argmin(d[i, later])]
         assert nearest[i] == j and np.isclose(np.sqrt(d2[i]), d[i, j])
     if len(row_chunks) > 3:
-        assert used < total  # the ball bounds skipped work
+        assert used < total  # tiles whose refs all precede their queries are not scheduled
 
 
-def test_tile_mask_keeps_everything_when_components_overlap():
-    from distdataeval.mst.bridge import bridging_tile_mask
+def test_useful_pairs_keep_everything_when_components_overlap():
+    from distdataeval.mst.bridge import ordered_tile_mask, useful_component_pairs
 
-    centers = np.zeros((3, 2))
-    radii = np.ones(3)
+    allowed = useful_component_pairs(np.zeros((3, 2)), np.ones(3))
+    np.testing.assert_array_equal(allowed, np.triu(np.ones((3, 3), dtype=bool), 1))
     pos = [np.array([0, 0]), np.array([1, 1]), np.array([2, 2])]
-    mask = bridging_tile_mask(centers, radii, pos)
-    np.testing.assert_array_equal(mask, np.triu(np.ones((3, 3), dtype=bool), 1))
+    np.testing.assert_array_equal(ordered_tile_mask(pos), np.triu(np.ones((3, 3), dtype=bool), 1))
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30), st.sampled_from([0.0, 0.5, 1.0, 2.5])), max_size=80))
-def test_canonical_order_is_lexicographic(edges):
-    low = np.array([min(a, b) for a, b, _ in edges], dtype=np.int64)
-    high = np.array([max(a, b) for a, b, _ in edges], dtype=np.int64)
-    w = np.array([c for _, _, c in edges], dtype=np.float64)
-    order = K.canonical_order(w, low, high)
-    got = list(zip(w[order], low[order], high[order]))
-    assert got == sorted(zip(w, low, high))
+def test_useful_pairs_prune_far_components():
+    from distdataeval.mst.bridge import useful_component_pairs
 
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=60), st.data())
-def test_compact_ids_is_a_relabelling(ids, data):
-    a = np.array(ids, dtype=np.int64)
-    b = np.array(data.draw(st.permutations(ids)), dtype=np.int64)
-    la, lb, u = K.compact_ids(a, b)
-    assert u == len(set(ids))
-    mapping = {}
-    for g, loc in zip(np.concatenate([a, b]), np.concatenate([la, lb])):
-        assert mapping.setdefault(int(g), int(loc)) == int(loc)
-    assert sorted(set(mapping.values())) == list(range(u))
+    # on a line: 0 at x=0, 1 at x=10, 2 at x=1000 (radii 1): from 0, component 2 is useless
+    centers = np.array([[0.0], [10.0], [1000.0]])
+    allowed = useful_component_pairs(centers, np.ones(3))
+    assert allowed[0, 1] and not allowed[0, 2] and allowed[1, 2]
+    assert not allowed[1, 0] and not allowed[2, 0]
