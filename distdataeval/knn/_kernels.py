@@ -36,11 +36,12 @@ def _sift_down(hs, hi, K):
 
 
 @njit(cache=True, nogil=True)
-def push_scores(gram, ref_sqnorm, col_offset, self_ids, heap_s, heap_i):
+def push_scores(gram, col_offset, self_ids, heap_s, heap_i):
     """Push one tile of scores into the per-row heaps.
 
-    score[r, c] = ref_sqnorm[c] + gram[r, c] where gram = q @ (-2 ref).T, which orders refs like
-    the squared distance to query r. A column whose global id equals ``self_ids[r]`` is skipped.
+    ``gram[r, c] = |ref_c|^2 - 2 q_r . ref_c`` (one GEMM of augmented rows), which orders refs
+    like the squared distance to query r. A column whose global id equals ``self_ids[r]`` is
+    skipped.
     """
     m, b = gram.shape
     K = heap_s.shape[1]
@@ -50,8 +51,9 @@ def push_scores(gram, ref_sqnorm, col_offset, self_ids, heap_s, heap_i):
         top_s = hs[0]
         top_i = hi[0]
         sid = self_ids[r]
+        row = gram[r]
         for c in range(b):
-            s = ref_sqnorm[c] + gram[r, c]
+            s = row[c]
             if s > top_s:
                 continue
             gid = col_offset + c
@@ -147,7 +149,7 @@ def sort_heaps(heap_s, heap_i):
 
 
 @njit(cache=True, nogil=True)
-def push_scores_later(gram, ref_sqnorm, col_offset, q_pos, r_pos, heap_s, heap_i):
+def push_scores_later(gram, col_offset, q_pos, r_pos, heap_s, heap_i):
     """Like :func:`push_scores`, but a ref c is a candidate for query r only when
     ``r_pos[c] > q_pos[r]`` (component bridging: search later components only)."""
     m, b = gram.shape
@@ -158,8 +160,9 @@ def push_scores_later(gram, ref_sqnorm, col_offset, q_pos, r_pos, heap_s, heap_i
         top_s = hs[0]
         top_i = hi[0]
         qp = q_pos[r]
+        row = gram[r]
         for c in range(b):
-            s = ref_sqnorm[c] + gram[r, c]
+            s = row[c]
             if s > top_s:
                 continue
             gid = col_offset + c

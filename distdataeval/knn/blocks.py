@@ -58,8 +58,10 @@ def prepare_block(block: np.ndarray, offset: int, mean: np.ndarray) -> PreparedB
 def roundoff_bound(d: int, query_norm: np.ndarray, ref_norm_max: float) -> np.ndarray:
     """Upper bound of |float32 score - exact score| for one query against any ref of a tile.
 
-    The float32 score ``|r|^2 - 2 q.r`` differs from the exact one by the input roundings, the
-    dot-product accumulation (gamma_d, any summation order) and two additions; all are below
+    The float32 score ``|r|^2 - 2 q.r`` is one dot product of augmented rows ([q, 1] and
+    [-2 r, |r|^2], d + 1 terms). It differs from the exact score by the input roundings (q, r and
+    |r|^2 to float32; -2 r is exact) and the accumulation (gamma_{d+1} times the sum of the
+    terms' magnitudes, at most (|q| + |r|)^2, in any summation order); all are below
     (2d + 10) u (|q| + |r|)^2 with u = 2^-24. A factor 2 of slack covers the norms themselves
     being computed from rounded values.
     """

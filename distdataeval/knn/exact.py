@@ -116,23 +116,31 @@ def _scan_group_unlimited(q: PreparedBlock, refs: list, n_keep: int, q_pos=None,
     # that cut single-thread sgemm throughput several-fold
     widest = max(r.n_rows for r in refs)
     scratch = np.empty(min(m, QUERY_SLAB) * min(widest, REF_SLAB), dtype=np.float32)
+    # augmented rows: [q, 1] . [-2 r, |r|^2] = |r|^2 - 2 q.r, so the GEMM yields the score itself
+    q_aug = np.empty((m, d + 1), dtype=np.float32)
+    q_aug[:, :d] = q.x32
+    q_aug[:, d] = 1.0
     for j, r in enumerate(refs):
-        neg2r = -2.0 * r.x32  # exact scaling
+        r_aug = np.empty((r.n_rows, d + 1), dtype=np.float32)
+        np.multiply(r.x32, -2.0, out=r_aug[:, :d])  # exact scaling
+        r_aug[:, d] = r.sqnorm32
         for qs in range(0, m, QUERY_SLAB):
             qe = min(m, qs + QUERY_SLAB)
-            qx = q.x32[qs:qe]
-            for rs in range(0, r.n_rows, REF_SLAB):
+            qx = q_aug[qs:qe]
+            first = 0
+            if q_pos is not None and r_pos[j].size and np.all(r_pos[j][:-1] <= r_pos[j][1:]):
+                # refs sorted by position: those at or before the slab's earliest position can
+                # never qualify, so the GEMM starts after them
+                first = int(np.searchsorted(r_pos[j], q_pos[qs:qe].min(), side="right"))
+            for rs in range(first, r.n_rows, REF_SLAB):
                 re = min(r.n_rows, rs + REF_SLAB)
                 gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
-                np.matmul(qx, neg2r[rs:re].T, out=gram)
+                np.matmul(qx, r_aug[rs:re].T, out=gram)
                 if q_pos is None:
-                    K.push_scores(
-                        gram, r.sqnorm32[rs:re], r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe]
-                    )
+                    K.push_scores(gram, r.offset + rs, self_ids[qs:qe], heap_s[qs:qe], heap_i[qs:qe])
                 else:
                     K.push_scores_later(
-                        gram, r.sqnorm32[rs:re], r.offset + rs, q_pos[qs:qe], r_pos[j][rs:re], heap_s[qs:qe],
-                        heap_i[qs:qe],
+                        gram, r.offset + rs, q_pos[qs:qe], r_pos[j][rs:re], heap_s[qs:qe], heap_i[qs:qe]
                     )
     # The heap root is the worst kept score; it only decreases while scanning, so every candidate
     # ever dropped scored at least the final root.

@@ -121,7 +121,9 @@ def test_roundoff_bound_holds():
         r = rng.normal(-1, 2, (80, d))
         mean = np.zeros(d)
         pq, pr = prepare_block(q, 0, mean), prepare_block(r, 0, mean)
-        approx = pr.sqnorm32.astype(np.float64)[None, :] + (pq.x32 @ (-2.0 * pr.x32).T).astype(np.float64)
+        q_aug = np.hstack([pq.x32, np.ones((50, 1), np.float32)])
+        r_aug = np.hstack([-2.0 * pr.x32, pr.sqnorm32[:, None]]).astype(np.float32)
+        approx = (q_aug @ r_aug.T).astype(np.float64)  # the GEMM the k-NN tiles run
         exact_s = (pr.x64**2).sum(1)[None, :] - 2 * pq.x64 @ pr.x64.T
         bound = roundoff_bound(d, pq.norm, pr.norm.max())
         assert (np.abs(approx - exact_s) <= bound[:, None]).all()
