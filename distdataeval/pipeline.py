@@ -194,11 +194,13 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
-        # exact mode returns the graph as NumPy arrays; the DataEval bridging order needs it too
+        # the MST reduction starts on the workers while the driver gathers the graph (exact mode
+        # returns it as NumPy arrays; the DataEval bridging order needs it too)
+        forest_future = client.compute(knn_to_forest(nbr, dist))
         k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
 
     with timer.stage("mst"):
-        forest = client.compute(knn_to_forest(nbr, dist)).result()
+        forest = forest_future.result()
         log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1:
