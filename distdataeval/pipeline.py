@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 import operator
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask
 import dask.array as da
-import distributed
 import numpy as np
 
+from distdataeval import config
 from distdataeval.io.source import Source, check_scan, scan_source
+from distdataeval.knn.approx import approximate_knn, plan_partitions, warm_workers
 from distdataeval.knn import exact as knn_exact
 from distdataeval.knn._kernels import ID_SENTINEL
 from distdataeval.mst import _kernels as mst_kernels
@@ -49,8 +51,16 @@ class ClusterPlan:
     algorithm: str
     min_cluster_size: int
     max_cluster_size: int | None
-    knn: str
+    knn: str  # "exact" or "approx" (auto is resolved by the caller)
     reassign_noise: bool
+    overlap: int = 2
+    partition_rows: int = 100_000
+    partition_sample: int = 50_000
+    recall_target: float = 0.95
+
+
+class LowRecallWarning(UserWarning):
+    """The approximate k-NN graph's measured recall is below the target."""
 
 
 class _Timer:
@@ -166,6 +176,49 @@ def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer:
     return edges, n_components, tiles
 
 
+RECALL_SAMPLE = 1000
+
+
+def _gather_rows(client, blocks, row_ids: np.ndarray) -> np.ndarray:
+    picked = [dask.delayed(knn_exact._select_rows, pure=True)(b, row_ids) for b in blocks]
+    return client.compute(dask.delayed(knn_exact._concat_rows, pure=True)(picked)).result()
+
+
+def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
+    """Partitioned pynndescent k-NN, plus its recall@k measured on a sample against exact search."""
+    n = int(sum(row_chunks))
+    t0 = time.perf_counter()
+    if warm_workers(client):
+        log.info("k-NN approx: pynndescent compiled on the workers in %.1f s", time.perf_counter() - t0)
+    rng = config.rng_for("sampling")
+    sample_ids = np.sort(rng.choice(n, size=min(n, plan.partition_sample), replace=False))
+    sample = _gather_rows(client, blocks, sample_ids)
+    partition_seed = config.seed_sequence("knn", 0)
+    parts = plan_partitions(sample, n, plan.partition_rows, plan.overlap, partition_seed)
+    log.info(
+        "k-NN approx: %d partitions (overlap %d), expected rows per partition %d..%d",
+        parts.n_partitions, parts.overlap, int(parts.expected_sizes.min()), int(parts.expected_sizes.max()),
+    )
+    nbr, sqd = approximate_knn(blocks, row_chunks, k, parts, config.seed_sequence("knn", 1))
+    nbr, sqd = client.persist([nbr, sqd])
+    # recall@k on a sample: the share of true k nearest distances matched (tie-tolerant)
+    probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
+    exact_ids, exact_sq, certified = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d)).result()
+    approx_sq = client.compute(sqd[probe]).result()
+    kth = exact_sq[:, k - 1:k] * (1 + 1e-9) + 1e-12
+    hits = (approx_sq <= kth).sum(axis=1)
+    recall = float(np.mean(np.minimum(hits, k)[certified] / k)) if certified.any() else float("nan")
+    log.info("k-NN approx: recall@%d = %.4f on %d sampled rows", k, recall, int(certified.sum()))
+    if recall < plan.recall_target:
+        warnings.warn(
+            f"approximate k-NN recall@{k} = {recall:.3f} is below the target {plan.recall_target}; "
+            "results may differ from exact mode (knn='exact' is exact but O(n^2))",
+            LowRecallWarning,
+            stacklevel=4,
+        )
+    return nbr, sqd, recall
+
+
 def min_cluster_size_for(n: int, n_clusters: int | None) -> int:
     """DataEval's adaptive HDBSCAN ``min_cluster_size`` (spec 2.2)."""
     if n_clusters is not None:
@@ -191,7 +244,12 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         check_scan(source, client.compute(scan).result())
 
     with timer.stage("knn"):
-        nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
+        recall = None
+        if plan.knn == "approx":
+            nbr, sqd, recall = _approx_knn(client, blocks, row_chunks, source.d, k, plan)
+            n_uncert = 0
+        else:
+            nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
         # the MST reduction starts on the workers while the driver gathers the graph (exact mode
@@ -204,9 +262,9 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1:
-            forest, n_components, tiles = _bridge(
-                client, forest, blocks, source.d, row_chunks, n, timer, (k_neighbors, k_distances)
-            )
+            # exact mode reproduces DataEval's component order; approx mode orders by smallest id
+            knn_graph = (k_neighbors, k_distances) if plan.knn == "exact" else None
+            forest, n_components, tiles = _bridge(client, forest, blocks, source.d, row_chunks, n, timer, knn_graph)
             timer.timings["bridging_tiles"] = tiles[0]
             timer.timings["bridging_tiles_total"] = tiles[1]
         edges = forest.sorted()
@@ -238,7 +296,8 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         noise=noise,
         raw_labels=raw,
         min_cluster_size=plan.min_cluster_size,
-        knn_method="exact",
+        knn_method=plan.knn,
+        knn_recall=recall,
         n_knn_components=n_components,
         timings=dict(timer.timings, knn_uncertified_rows=n_uncert),
     )

@@ -39,6 +39,9 @@ class ClusterResult(Mapping):
     min_cluster_size : int
     knn_method : str
         How the k-NN graph was computed ("exact" or "approx").
+    knn_recall : float or None
+        Approximate mode: recall@k measured on a random sample of rows against exact search
+        (share of the true k nearest distances found). None in exact mode.
     n_knn_components : int
         Components of the k-NN graph before bridging.
     timings : dict
@@ -56,6 +59,7 @@ class ClusterResult(Mapping):
     min_cluster_size: int
     knn_method: str
     n_knn_components: int
+    knn_recall: float | None = None
     timings: dict = field(default_factory=dict)
 
     @property
@@ -88,5 +92,6 @@ class ClusterResult(Mapping):
         n = self.clusters.shape[0]
         return (
             f"ClusterResult(n={n}, n_clusters={self.n_clusters}, noise={int(self.noise.sum())}, "
-            f"k={self.k_neighbors.shape[1]}, knn={self.knn_method!r})"
+            f"k={self.k_neighbors.shape[1]}, knn={self.knn_method!r}"
+            + (f", recall={self.knn_recall:.3f})" if self.knn_recall is not None else ")")
         )

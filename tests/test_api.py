@@ -128,11 +128,9 @@ def test_min_cluster_size_rules(dask_client):
     assert min_cluster_size_for(103, 10) == 5
 
 
-def test_kmeans_and_approx_not_yet(dask_client):
+def test_kmeans_not_yet(dask_client):
     with pytest.raises(NotImplementedError, match="kmeans"):
         dde.cluster(np.zeros((5, 2)), algorithm="kmeans")
-    with pytest.raises(NotImplementedError, match="approx"):
-        dde.cluster(np.zeros((5, 2)), knn="approx")
 
 
 def test_runs_on_the_default_client(dask_client):

@@ -200,3 +200,97 @@ def push_exact_later(queries, refs, col_offset, q_pos, r_pos, heap_s, heap_i):
             hs[0] = acc
             hi[0] = gid
             _sift_down(hs, hi, K)
+
+
+@njit(cache=True, nogil=True)
+def drop_self(graph, k):
+    """Neighbour lists without each row's own index (by index, not by column): the first k
+    other entries of each row (-1 where fewer exist)."""
+    s, c = graph.shape
+    out = np.full((s, k), -1, dtype=np.int64)
+    for r in range(s):
+        t = 0
+        for j in range(c):
+            v = graph[r, j]
+            if v == r or v < 0:
+                continue
+            if t < k:
+                out[r, t] = v
+                t += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def exact_sqdist_local(x, local):
+    """Exact float64 squared distances from each row of x to rows ``local[r, j]`` of x."""
+    s, k = local.shape
+    d = x.shape[1]
+    out = np.full((s, k), np.inf)
+    for r in range(s):
+        for j in range(k):
+            c = local[r, j]
+            if c < 0:
+                continue
+            acc = 0.0
+            for t in range(d):
+                diff = x[r, t] - x[c, t]
+                acc += diff * diff
+            out[r, j] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def merge_row_candidates(rows, nbr, sqd, n_rows, k):
+    """Merge candidate lists of rows that appear several times (once per partition).
+
+    ``rows[t]`` is the local row of list t; per row, the lists are pooled, duplicate ids dropped
+    and the k best kept by (squared distance, id). Returns (ids (n_rows, k), sqdist (n_rows, k)).
+    """
+    count = np.zeros(n_rows, dtype=np.int64)
+    for t in range(rows.shape[0]):
+        count[rows[t]] += 1
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    for r in range(n_rows):
+        start[r + 1] = start[r] + count[r]
+    slot = start[:-1].copy()
+    order = np.empty(rows.shape[0], dtype=np.int64)
+    for t in range(rows.shape[0]):
+        order[slot[rows[t]]] = t
+        slot[rows[t]] += 1
+    c = nbr.shape[1]
+    out_i = np.full((n_rows, k), ID_SENTINEL, dtype=np.int64)
+    out_d = np.full((n_rows, k), np.inf)
+    for r in range(n_rows):
+        lists = order[start[r] : start[r + 1]]
+        pool_i = np.empty(lists.shape[0] * c, dtype=np.int64)
+        pool_d = np.empty(lists.shape[0] * c)
+        for a in range(lists.shape[0]):
+            for j in range(c):
+                pool_i[a * c + j] = nbr[lists[a], j]
+                pool_d[a * c + j] = sqd[lists[a], j]
+        o1 = np.argsort(pool_i, kind="mergesort")
+        o2 = np.argsort(pool_d[o1], kind="mergesort")
+        t = 0
+        last = np.int64(-1)
+        for j in range(o2.shape[0]):
+            src = o1[o2[j]]
+            gid = pool_i[src]
+            if gid == ID_SENTINEL:
+                break
+            # equal ids have equal distances, so duplicates sit next to each other here
+            if gid == last:
+                continue
+            dup = False
+            for q in range(t):
+                if out_i[r, q] == gid:
+                    dup = True
+                    break
+            if dup:
+                continue
+            out_i[r, t] = gid
+            out_d[r, t] = pool_d[src]
+            last = gid
+            t += 1
+            if t == k:
+                break
+    return out_i, out_d

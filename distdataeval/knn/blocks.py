@@ -28,6 +28,9 @@ class PreparedBlock:
         Squared norms of the float32 rows (ranking term of the GEMM score).
     norm : ndarray of float64, shape (m,)
         Norms of the float32 rows (for the round-off bound).
+    row_ids : ndarray of int64, shape (m,), optional
+        Global ids of the rows when they are not ``offset .. offset + m - 1`` (a block of
+        sampled rows used as queries).
     """
 
     offset: int
@@ -35,6 +38,14 @@ class PreparedBlock:
     x32: np.ndarray
     sqnorm32: np.ndarray
     norm: np.ndarray
+    row_ids: np.ndarray | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Global id of every row."""
+        if self.row_ids is not None:
+            return self.row_ids
+        return np.arange(self.offset, self.offset + self.n_rows, dtype=np.int64)
 
     @property
     def n_rows(self) -> int:
@@ -68,11 +79,12 @@ def roundoff_bound(d: int, query_norm: np.ndarray, ref_norm_max: float) -> np.nd
     return 2.0 * (2 * d + 10) * UNIT_ROUNDOFF_F32 * (query_norm + ref_norm_max) ** 2
 
 
-def take_rows(blocks: list, row_ids: np.ndarray, offset: int) -> PreparedBlock:
+def take_rows(blocks: list, row_ids: np.ndarray, offset: int, keep_ids: bool = False) -> PreparedBlock:
     """A new prepared block made of rows ``row_ids`` (global ids, any order) of ``blocks``.
 
     Its rows are numbered from ``offset`` in the order given, so a permutation of the data can
-    be built from already prepared blocks without centring or converting anything again.
+    be built from already prepared blocks without centring or converting anything again; with
+    ``keep_ids`` they keep their global ids instead (a query block of sampled rows).
     """
     starts = np.array([b.offset for b in blocks])
     owner = np.searchsorted(starts, row_ids, side="right") - 1
@@ -89,4 +101,6 @@ def take_rows(blocks: list, row_ids: np.ndarray, offset: int) -> PreparedBlock:
         x32[sel] = b.x32[local]
         sq[sel] = b.sqnorm32[local]
         norm[sel] = b.norm[local]
-    return PreparedBlock(offset=int(offset), x64=x64, x32=x32, sqnorm32=sq, norm=norm)
+    return PreparedBlock(
+        offset=int(offset), x64=x64, x32=x32, sqnorm32=sq, norm=norm, row_ids=row_ids.astype(np.int64) if keep_ids else None
+    )

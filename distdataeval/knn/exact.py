@@ -111,7 +111,7 @@ def _scan_group_unlimited(q: PreparedBlock, refs: list, n_keep: int, q_pos=None,
     d = q.x64.shape[1]
     heap_s = np.full((m, n_keep), np.inf, dtype=np.float32)
     heap_i = np.full((m, n_keep), K.ID_SENTINEL, dtype=np.int64)
-    self_ids = np.arange(q.offset, q.offset + m, dtype=np.int64)
+    self_ids = q.ids
     # one preallocated scratch for every slab: a fresh large array per GEMM costs page faults
     # that cut single-thread sgemm throughput several-fold
     widest = max(r.n_rows for r in refs)
@@ -310,6 +310,19 @@ def exact_rows_search(blocks: list, row_ids: np.ndarray, k: int, q_pos=None, r_p
         return K.merge_candidates(ids, sq, k)
 
     return dask.delayed(_merge, pure=True)(parts)
+
+
+def exact_knn_of_rows(blocks: list, row_ids: np.ndarray, row_chunks: tuple, k: int, d: int):
+    """Lazy exact k-NN of a few rows (a sample, by global id) against all blocks.
+
+    Returns a Delayed (ids (m, k) int64, sqdist (m, k) float64, certified (m,) bool): the
+    blocked GEMM search with its certificate, as for whole blocks.
+    """
+    n = int(sum(row_chunks))
+    query = dask.delayed(take_rows, pure=True)(blocks, np.sort(row_ids), 0, True)
+    n_keep = min(k + CANDIDATE_MARGIN, n - 1)
+    name = f"knn-sample-{dask.base.tokenize(blocks, row_ids, k)}"
+    return _tile_merge_tree(query, blocks, n_keep, k, name, 0, None, None, None, len(row_ids), row_chunks, d)
 
 
 def knn_to_distances(sqdist: da.Array) -> da.Array:

@@ -1,0 +1,236 @@
+"""Approximate k-NN: pynndescent partitioned across workers.
+
+1. Partition centroids are fitted (k-means) on a seeded sample of the data; a cell whose
+   expected size exceeds the cap is split (k-means with 2 centres on its sample points) until
+   none does, so one partition's index always fits a worker whatever n is.
+2. Every row goes to its ``overlap`` nearest partitions (default 2: a row near a cell border is
+   indexed on both sides).
+3. One ``pynndescent.NNDescent`` per partition, built in a worker task (seeded per partition
+   from the root seed, one numba thread); tiny partitions are searched exactly instead.
+   Neighbour distances are recomputed exactly in float64 from the partition's rows.
+4. Per row block, the candidate lists of a row's partitions are merged: deduplicated by id, the
+   best k kept, ordered by (distance, id).
+
+Everything is a lazy Dask graph; the orchestrator computes it. Self is excluded by index.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+
+from distdataeval.knn import _kernels as K
+from distdataeval.knn.blocks import PreparedBlock
+from distdataeval.runtime.threads import limit_threads
+
+EXACT_PARTITION_ROWS = 2048  # below this a partition is searched by brute force
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """Where rows go.
+
+    Attributes
+    ----------
+    centroids : ndarray of float64, shape (P, d)
+        In the prepared blocks' (centred) coordinates.
+    overlap : int
+        Partitions per row.
+    expected_sizes : ndarray of float64, shape (P,)
+        Rows per partition estimated from the sample.
+    """
+
+    centroids: np.ndarray
+    overlap: int
+    expected_sizes: np.ndarray
+
+    @property
+    def n_partitions(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
+    """Ids of the m nearest centroids of each row, nearest first (ties to the lower id)."""
+    d2 = (centroids**2).sum(axis=1)[None, :] - 2.0 * x @ centroids.T
+    if m >= centroids.shape[0]:
+        return np.argsort(d2, axis=1, kind="stable")
+    part = np.argpartition(d2, m - 1, axis=1)[:, :m]
+    sub = np.take_along_axis(d2, part, axis=1)
+    order = np.lexsort((part, sub), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def plan_partitions(sample: np.ndarray, n: int, partition_rows: int, overlap: int, seed_seq) -> PartitionPlan:
+    """Fit partition centroids on a sample (float64, centred) of an n-row dataset.
+
+    The number of partitions is ``ceil(n * overlap / partition_rows)``; cells expected to hold
+    more than ``1.5 * partition_rows`` rows are split until none does (at most 8 rounds).
+    """
+    from sklearn.cluster import KMeans
+
+    s = sample.shape[0]
+    n_parts = max(1, math.ceil(n * overlap / partition_rows))
+    n_parts = min(n_parts, max(1, s // 4))
+    rng = np.random.default_rng(seed_seq)
+    if n_parts <= overlap:  # every row would be in every partition: one index does the same work
+        n_parts = 1
+    if n_parts == 1:
+        return PartitionPlan(sample.mean(axis=0, keepdims=True), 1, np.array([float(n)]))
+    km = KMeans(n_clusters=n_parts, n_init=1, random_state=int(rng.integers(2**31 - 1)))
+    centroids = km.fit(sample).cluster_centers_
+    m = min(overlap, centroids.shape[0])
+    cap = 1.5 * partition_rows
+    for _ in range(8):
+        assign = _nearest_centroids(sample, centroids, m)
+        sizes = np.bincount(assign.ravel(), minlength=centroids.shape[0]) * (n / s)
+        big = np.flatnonzero(sizes > cap)
+        if big.size == 0:
+            break
+        new = [centroids[np.setdiff1d(np.arange(centroids.shape[0]), big)]]
+        for p in big:
+            members = sample[assign[:, 0] == p]
+            if members.shape[0] < 4:
+                new.append(centroids[p : p + 1])
+                continue
+            pieces = max(2, math.ceil(sizes[p] / partition_rows))
+            sub = KMeans(n_clusters=min(pieces, members.shape[0]), n_init=1, random_state=int(rng.integers(2**31 - 1)))
+            new.append(sub.fit(members).cluster_centers_)
+        centroids = np.concatenate(new)
+    assign = _nearest_centroids(sample, centroids, m)
+    sizes = np.bincount(assign.ravel(), minlength=centroids.shape[0]) * (n / s)
+    keep = sizes > 0
+    return PartitionPlan(centroids[keep], m, sizes[keep])
+
+
+def _route_block(block: PreparedBlock, centroids: np.ndarray, m: int) -> list:
+    """Split one block's rows by destination partition: a list (per partition) of (ids, x64)."""
+    dest = _nearest_centroids(block.x64, centroids, m)
+    ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)
+    out = []
+    for p in range(centroids.shape[0]):
+        rows = np.flatnonzero((dest == p).any(axis=1))
+        out.append((ids[rows], block.x64[rows]))
+    return out
+
+
+def _brute_force_partition(x64: np.ndarray, k: int):
+    d2 = ((x64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=2) if x64.shape[0] <= 512 else _gram_sqdist(x64)
+    np.fill_diagonal(d2, np.inf)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d2, order, axis=1)
+
+
+def _gram_sqdist(x64: np.ndarray) -> np.ndarray:
+    sq = (x64**2).sum(axis=1)
+    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * x64 @ x64.T, 0.0)
+
+
+def _build_partition(pieces: list, k: int, seed: int):
+    """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
+    ids = np.concatenate([p[0] for p in pieces])
+    x64 = np.concatenate([p[1] for p in pieces])
+    s = ids.shape[0]
+    kk = min(k, s - 1)
+    nbr_ids = np.full((s, k), K.ID_SENTINEL, dtype=np.int64)
+    sqd = np.full((s, k), np.inf)
+    if kk < 1:
+        return ids, nbr_ids, sqd
+    with limit_threads(1):
+        if s <= EXACT_PARTITION_ROWS:
+            local, _ = _brute_force_partition(x64, kk)
+        else:
+            from pynndescent import NNDescent
+
+            index = NNDescent(
+                x64.astype(np.float32),
+                n_neighbors=kk + 1,
+                metric="euclidean",
+                random_state=seed,
+                n_jobs=1,
+                low_memory=True,
+                compressed=True,
+                # measured on 20k x 64 mixture data: recall@25 0.975 with the default, 0.995 with
+                # 60 candidates, for 1.24x the time
+                max_candidates=60,
+            )
+            graph = index.neighbor_graph[0].astype(np.int64)
+            local = K.drop_self(graph, kk)
+    d2 = K.exact_sqdist_local(x64, local)
+    nbr = np.where(local >= 0, ids[np.maximum(local, 0)], K.ID_SENTINEL)
+    d2 = np.where(local >= 0, d2, np.inf)
+    nbr_ids[:, :kk], sqd[:, :kk] = K.merge_candidates(nbr, d2, kk)
+    return ids, nbr_ids, sqd
+
+
+def _rows_of_block(part, lo: int, hi: int):
+    ids, nbr, sqd = part
+    sel = (ids >= lo) & (ids < hi)
+    return ids[sel], nbr[sel], sqd[sel]
+
+
+def _merge_block(pieces: list, lo: int, hi: int, k: int):
+    ids = np.concatenate([p[0] for p in pieces])
+    nbr = np.concatenate([p[1] for p in pieces])
+    sqd = np.concatenate([p[2] for p in pieces])
+    return K.merge_row_candidates(ids - lo, nbr, sqd, hi - lo, k)
+
+
+def approximate_knn(blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq):
+    """Lazy partitioned approximate k-NN over prepared blocks.
+
+    Returns
+    -------
+    neighbors : dask array of int64, shape (n, k)
+    sqdist : dask array of float64, shape (n, k)
+        Exact squared distances of the neighbours found.
+    """
+    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    token = dask.base.tokenize(blocks, k, plan.centroids, plan.overlap, seed_seq.entropy, seed_seq.spawn_key)
+    route = dask.delayed(_route_block, pure=True)
+    routed = [route(b, plan.centroids, plan.overlap, dask_key_name=f"knn-route-{token}-{i}") for i, b in enumerate(blocks)]
+    seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
+    build = dask.delayed(_build_partition, pure=True)
+    getitem = dask.delayed(operator.getitem, pure=True)
+    parts = [
+        build([getitem(r, p) for r in routed], k, seeds[p], dask_key_name=f"knn-partition-{token}-{p}")
+        for p in range(plan.n_partitions)
+    ]
+    take = dask.delayed(_rows_of_block, pure=True)
+    merge = dask.delayed(_merge_block, pure=True, nout=2)
+    nbr, dst = [], []
+    for i, (o, m) in enumerate(zip(offsets, row_chunks)):
+        merged = merge([take(p, int(o), int(o + m)) for p in parts], int(o), int(o + m), k, dask_key_name=f"knn-amerge-{token}-{i}")
+        nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
+        dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
+    return da.concatenate(nbr, axis=0), da.concatenate(dst, axis=0)
+
+
+def _warm_pynndescent() -> bool:
+    """Compile pynndescent's kernels in this process (numba; ~25 s once per process)."""
+    from pynndescent import NNDescent
+
+    x = np.random.default_rng(0).normal(size=(EXACT_PARTITION_ROWS + 500, 4)).astype(np.float32)
+    with limit_threads(1):
+        NNDescent(x, n_neighbors=6, random_state=0, n_jobs=1, low_memory=True, compressed=True, max_candidates=60).neighbor_graph
+    return True
+
+
+_warmed: set = set()
+
+
+def warm_workers(client) -> int:
+    """Compile pynndescent once in every worker of ``client`` not warmed yet (in parallel).
+
+    Returns the number of workers warmed now. Workers are long-lived, so a session pays the JIT
+    once, not once per call.
+    """
+    workers = [w for w in client.scheduler_info()["workers"] if (client.id, w) not in _warmed]
+    if workers:
+        client.run(_warm_pynndescent, workers=workers)
+        _warmed.update((client.id, w) for w in workers)
+    return len(workers)
