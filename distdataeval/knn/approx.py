@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from dataclasses import dataclass
 
 import dask
@@ -29,6 +30,10 @@ from distdataeval.knn.blocks import PreparedBlock
 from distdataeval.runtime.threads import limit_threads
 
 EXACT_PARTITION_ROWS = 2048  # below this a partition is searched by brute force
+# pynndescent runs numba parallel kernels; numba's default threading layer must not be entered
+# from several threads of one process at once (a worker with several threads could abort), and
+# one index build already uses the memory a worker can spare: one build per process at a time.
+_BUILD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def _build_partition(pieces: list, k: int, seed: int):
     sqd = np.full((s, k), np.inf)
     if kk < 1:
         return ids, nbr_ids, sqd
-    with limit_threads(1):
+    with _BUILD_LOCK, limit_threads(1):
         if s <= EXACT_PARTITION_ROWS:
             local, _ = _brute_force_partition(x64, kk)
         else:
@@ -215,7 +220,7 @@ def _warm_pynndescent() -> bool:
     from pynndescent import NNDescent
 
     x = np.random.default_rng(0).normal(size=(EXACT_PARTITION_ROWS + 500, 4)).astype(np.float32)
-    with limit_threads(1):
+    with _BUILD_LOCK, limit_threads(1):
         NNDescent(x, n_neighbors=6, random_state=0, n_jobs=1, low_memory=True, compressed=True, max_candidates=60).neighbor_graph
     return True
 
