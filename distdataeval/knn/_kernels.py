@@ -221,25 +221,6 @@ def drop_self(graph, k):
 
 
 @njit(cache=True, nogil=True)
-def exact_sqdist_local(x, local):
-    """Exact float64 squared distances from each row of x to rows ``local[r, j]`` of x."""
-    s, k = local.shape
-    d = x.shape[1]
-    out = np.full((s, k), np.inf)
-    for r in range(s):
-        for j in range(k):
-            c = local[r, j]
-            if c < 0:
-                continue
-            acc = 0.0
-            for t in range(d):
-                diff = x[r, t] - x[c, t]
-                acc += diff * diff
-            out[r, j] = acc
-    return out
-
-
-@njit(cache=True, nogil=True)
 def merge_row_candidates(rows, nbr, sqd, n_rows, k):
     """Merge candidate lists of rows that appear several times (once per partition).
 

@@ -165,7 +165,8 @@ def _build_partition(pieces: list, k: int, seed: int):
             )
             graph = index.neighbor_graph[0].astype(np.int64)
             local = K.drop_self(graph, kk)
-    d2 = K.exact_sqdist_local(x64, local)
+    d2 = np.full(local.shape, np.inf)
+    K.exact_sqdist_of_candidates(x64, x64, 0, local, d2)  # local -1 entries are skipped
     nbr = np.where(local >= 0, ids[np.maximum(local, 0)], K.ID_SENTINEL)
     d2 = np.where(local >= 0, d2, np.inf)
     nbr_ids[:, :kk], sqd[:, :kk] = K.merge_candidates(nbr, d2, kk)
