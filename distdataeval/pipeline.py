@@ -28,7 +28,6 @@ from distdataeval.mst.bridge import (
     component_balls,
     dataeval_component_positions,
     forest_state,
-    min_id_component_positions,
     ordered_tile_mask,
     proposals_to_edges,
     useful_component_pairs,
@@ -154,10 +153,8 @@ def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer:
     labels = mst_kernels.component_labels(parent)
     n_components = int(labels.max()) + 1
     t0 = time.perf_counter()
-    if knn_graph is not None:
-        positions = dataeval_component_positions(*knn_graph)
-    else:
-        positions = min_id_component_positions(parent)
+    # otherwise components keep their labels: numbered by smallest member id
+    positions = dataeval_component_positions(*knn_graph) if knn_graph is not None else labels
     log.info("MST: component order found in %.2f s", time.perf_counter() - t0)
     added = []
     tiles = [0, 0]
@@ -179,11 +176,6 @@ def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer:
 RECALL_SAMPLE = 1000
 
 
-def _gather_rows(client, blocks, row_ids: np.ndarray) -> np.ndarray:
-    picked = [dask.delayed(knn_exact._select_rows, pure=True)(b, row_ids) for b in blocks]
-    return client.compute(dask.delayed(knn_exact._concat_rows, pure=True)(picked)).result()
-
-
 def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     """Partitioned pynndescent k-NN, plus its recall@k measured on a sample against exact search."""
     n = int(sum(row_chunks))
@@ -192,7 +184,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         log.info("k-NN approx: pynndescent compiled on the workers in %.1f s", time.perf_counter() - t0)
     rng = config.rng_for("sampling")
     sample_ids = np.sort(rng.choice(n, size=min(n, plan.partition_sample), replace=False))
-    sample = _gather_rows(client, blocks, sample_ids)
+    sample = client.compute(knn_exact.gather_rows(blocks, sample_ids)).result()
     partition_seed = config.seed_sequence("knn", 0)
     parts = plan_partitions(sample, n, plan.partition_rows, plan.overlap, partition_seed)
     log.info(
@@ -203,7 +195,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     nbr, sqd = client.persist([nbr, sqd])
     # recall@k on a sample: the share of true k nearest distances matched (tie-tolerant)
     probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    exact_ids, exact_sq, certified = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d)).result()
+    _, exact_sq, certified = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d)).result()
     approx_sq = client.compute(sqd[probe]).result()
     kth = exact_sq[:, k - 1:k] * (1 + 1e-9) + 1e-12
     hits = (approx_sq <= kth).sum(axis=1)

@@ -34,32 +34,6 @@ GROUP_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
-class KnnGraph:
-    """The k-NN graph, lazily (Dask arrays) or in memory (NumPy arrays).
-
-    Attributes
-    ----------
-    neighbors : array of int64, shape (n, k)
-        Neighbour ids of each row, ascending by (distance, id); self excluded by index.
-    distances : array of float32, shape (n, k)
-        Euclidean distances matching ``neighbors``.
-    n_uncertified : int
-        Rows whose float32 ranking could not be proven exact and were recomputed in float64.
-    method : str
-        "exact" or "approx".
-    """
-
-    neighbors: object
-    distances: object
-    n_uncertified: int = 0
-    method: str = "exact"
-
-    @property
-    def k(self) -> int:
-        return int(self.neighbors.shape[1])
-
-
-@dataclass(frozen=True)
 class _TileResult:
     ids: np.ndarray  # (m, K) int64, sentinel = unused
     sqdist: np.ndarray  # (m, K) float64 exact
@@ -288,6 +262,13 @@ def _concat_rows(parts: list) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def gather_rows(blocks: list, row_ids: np.ndarray):
+    """Lazy float64 (centred) rows ``row_ids`` (sorted ids) of the prepared blocks; each block
+    contributes only its selected rows."""
+    picked = [dask.delayed(_select_rows, pure=True)(b, row_ids) for b in blocks]
+    return dask.delayed(_concat_rows, pure=True)(picked)
+
+
 def exact_rows_search(blocks: list, row_ids: np.ndarray, k: int, q_pos=None, r_pos=None):
     """Exact float64 k-NN of a few rows (given by id) against every block. Lazy.
 
@@ -295,8 +276,7 @@ def exact_rows_search(blocks: list, row_ids: np.ndarray, k: int, q_pos=None, r_p
     With ``q_pos``/``r_pos`` (component positions of the query rows, and per block of the refs)
     only refs in a strictly later component are searched.
     """
-    picked = [dask.delayed(_select_rows, pure=True)(b, row_ids) for b in blocks]
-    queries = dask.delayed(_concat_rows, pure=True)(picked)
+    queries = gather_rows(blocks, row_ids)
     parts = [
         dask.delayed(_exact_rows_against_block, pure=True)(
             queries, row_ids, b, k, q_pos, None if r_pos is None else r_pos[j]

@@ -1,10 +1,11 @@
 """Joining the components of a k-NN forest into one spanning tree (DataEval's rule, spec 1.3).
 
 Components are ordered, and the order matters (a point only searches components ordered after
-its own). ``order="dataeval"`` reproduces DataEval's order — its union-find root ids, found by
+its own). Exact mode reproduces DataEval's order — its union-find root ids, found by
 replaying its Kruskal pass over the k-NN graph (:func:`dataeval_component_positions`; needs the
-k-NN graph in memory, as exact mode has it). ``order="min_id"`` orders components by their
-smallest point id, which needs no replay and suits graphs that stay distributed. Every point of component p proposes
+k-NN graph in memory, as exact mode has it). Otherwise components are ordered by their smallest
+point id (the numbering of ``component_labels``), which needs no replay and suits graphs that
+stay distributed. Every point of component p proposes
 an edge to its exact nearest point among the components ordered after p; the proposals are
 added by Kruskal in (weight, low, high) order. Each component but the last proposes an edge to a
 later one, so one round always connects everything; the loop is kept as a guard.
@@ -37,11 +38,6 @@ def dataeval_component_positions(neighbors: np.ndarray, distances: np.ndarray) -
         np.ascontiguousarray(neighbors, dtype=np.int64), np.ascontiguousarray(distances, dtype=np.float32)
     )
     return np.searchsorted(np.unique(roots), roots).astype(np.int64)
-
-
-def min_id_component_positions(parent: np.ndarray) -> np.ndarray:
-    """Position of each point's component when components are ordered by smallest member id."""
-    return K.component_labels(parent)
 
 
 def forest_state(forest: EdgeList, n: int):
