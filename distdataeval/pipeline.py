@@ -32,6 +32,7 @@ from distdataeval.mst.bridge import (
     proposals_to_edges,
     useful_component_pairs,
 )
+from distdataeval.mst import component_pairs as cpairs
 from distdataeval.mst.records import SpanningTree
 from distdataeval.mst.reduce import EdgeList, knn_to_forest
 from distdataeval.result import ClusterResult
@@ -173,6 +174,66 @@ def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer:
     return edges, n_components, tiles
 
 
+def _bridge_nearby_pairs(client, forest: EdgeList, blocks, row_chunks, n: int):
+    """Join the components of an approximate k-NN forest (approx mode, ``mst.component_pairs``):
+    candidate pairs of nearby components, their closest pair found by seeded search and
+    refinement passes over the blocks, Kruskal; repeated on the merged components if needed."""
+    delayed = dask.delayed(pure=True)
+    parent, size = forest_state(forest, n)
+    labels = mst_kernels.component_labels(parent)
+    n_components = int(labels.max()) + 1
+    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    added, rounds, pairs_total = [], 0, 0
+    while labels.max() > 0:
+        rounds += 1
+        C = int(labels.max()) + 1
+        t0 = time.perf_counter()
+        labs = client.scatter([labels[o : o + m] for o, m in zip(offsets, row_chunks)])
+        sums = [delayed(cpairs.block_component_sums)(b, lab) for b, lab in zip(blocks, labs)]
+        centroids = client.compute(delayed(cpairs.combine_centroids)(sums, C)).result()
+        pa, pb = cpairs.candidate_pairs(centroids)
+        P = int(pa.shape[0])
+        pairs_total += P
+        cfut = client.scatter(centroids, broadcast=True)
+        seeds = [delayed(cpairs.block_seeds)(b, lab, cfut, pa, pb, cpairs.SEED_ROWS) for b, lab in zip(blocks, labs)]
+        slots, _, seed_ids = client.compute(delayed(cpairs.merge_seeds)(seeds, cpairs.SEED_ROWS)).result()
+        uniq = np.unique(seed_ids)
+        vectors = client.compute(knn_exact.gather_rows(blocks, uniq)).result()
+        x, y, d2 = cpairs.closest_seed_pairs(slots, seed_ids, vectors, uniq, P)
+        for _ in range(cpairs.REFINE_PASSES):
+            ends = np.unique(np.concatenate([x, y]))
+            vec = client.compute(knn_exact.gather_rows(blocks, ends)).result()
+            queries = np.concatenate([vec[np.searchsorted(ends, y)], vec[np.searchsorted(ends, x)]])
+            qfut = client.scatter(queries, broadcast=True)
+            target = np.concatenate([pa, pb])
+            parts = [delayed(cpairs.block_nearest_in_component)(b, lab, qfut, target) for b, lab in zip(blocks, labs)]
+            near, near_d2 = client.compute(delayed(cpairs.merge_nearest)(parts)).result()
+            nx, dx, ny, dy = near[:P], near_d2[:P], near[P:], near_d2[P:]
+            better_x = dx < d2
+            better_y = (dy < d2) & (dy < dx)
+            changed = bool(better_x.any() or better_y.any())
+            # keep the best of (x, y), (nx, y) and (x, ny)
+            new_x = np.where(better_x & ~better_y, nx, x)
+            new_y = np.where(better_y, ny, y)
+            d2 = np.where(better_y, dy, np.where(better_x, dx, d2))
+            x, y = new_x, new_y
+            if not changed:
+                break
+        low, high = np.minimum(x, y), np.maximum(x, y)
+        proposals = proposals_to_edges(low, high, d2)
+        used = add_bridges(proposals, parent, size)
+        if len(used) == 0:  # pragma: no cover - every component has a finite candidate edge
+            raise RuntimeError("MST bridging made no progress")
+        added.append(used)
+        labels = mst_kernels.component_labels(parent)
+        log.info(
+            "MST bridging round %d: %d components, %d candidate pairs, %d edges added (%.2f s)",
+            rounds, C, P, len(used), time.perf_counter() - t0,
+        )
+    edges = EdgeList.concat([forest, *added]) if added else forest
+    return edges, n_components, rounds, pairs_total
+
+
 RECALL_SAMPLE = 1000
 
 
@@ -253,12 +314,17 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         forest = forest_future.result()
         log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
-        if len(forest) < n - 1:
-            # exact mode reproduces DataEval's component order; approx mode orders by smallest id
-            knn_graph = (k_neighbors, k_distances) if plan.knn == "exact" else None
-            forest, n_components, tiles = _bridge(client, forest, blocks, source.d, row_chunks, n, timer, knn_graph)
+        if len(forest) < n - 1 and plan.knn == "exact":
+            # DataEval's rule and component order (all-pairs search, as DataEval does)
+            forest, n_components, tiles = _bridge(
+                client, forest, blocks, source.d, row_chunks, n, timer, (k_neighbors, k_distances)
+            )
             timer.timings["bridging_tiles"] = tiles[0]
             timer.timings["bridging_tiles_total"] = tiles[1]
+        elif len(forest) < n - 1:
+            forest, n_components, rounds, pairs = _bridge_nearby_pairs(client, forest, blocks, row_chunks, n)
+            timer.timings["bridging_rounds"] = rounds
+            timer.timings["bridging_pairs"] = pairs
         edges = forest.sorted()
         if len(edges) != n - 1:  # pragma: no cover - guarded by construction
             raise RuntimeError(f"MST has {len(edges)} edges for {n} points; expected {n - 1}")
