@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from distdataeval.errors import InvalidParameterError, UnknownParameterError
+from distdataeval.io.sink import ResultStore
 from distdataeval.io.source import open_source
 from distdataeval.pipeline import ClusterPlan, min_cluster_size_for, run_cluster
 from distdataeval.result import ClusterResult
@@ -27,6 +28,7 @@ _CLUSTER_PARAMS = (
     "array",
     "reassign_noise",
     "chunk_rows",
+    "workdir",
 )
 ALGORITHMS = ("hdbscan", "kmeans")
 # knn="auto" uses exact search up to this many rows. Provisional: warm, the approximate search
@@ -64,6 +66,7 @@ def cluster(
     array: str | None = None,
     reassign_noise: bool = True,
     chunk_rows: int | None = None,
+    workdir=None,
     **unknown,
 ) -> ClusterResult:
     """Cluster embeddings on a Dask cluster, as DataEval's ``cluster()`` does on one machine.
@@ -97,13 +100,22 @@ def cluster(
         -1). ``result.noise`` always marks HDBSCAN's noise.
     chunk_rows : int, optional
         Rows per block (default: the input's own chunks, or an automatic size for NumPy input).
+    workdir : str or os.PathLike, optional
+        A Zarr group (path or URL, created if missing) where the k-NN graph (``k_neighbors``,
+        ``k_distances``) and the MST (``mst/sources``, ``mst/targets``, ``mst/weights``) are
+        written, chunk-aligned, each array committed only once complete. In approx mode the
+        result's n x k fields are then lazy Zarr-backed Dask arrays.
 
     Returns
     -------
     ClusterResult
         ``clusters`` int64 (n,), ``mst`` float32 (n-1, 3), ``linkage_tree`` float32 (n-1, 4),
         ``membership_strengths`` float32 (n,), ``k_neighbors`` int64 (n, k), ``k_distances``
-        float32 (n, k) with k = min(25, n-1); plus int64 records and diagnostics.
+        float32 (n, k) with k = min(25, n-1); plus int64 records and diagnostics. In exact mode
+        every field is a NumPy array. In approx mode (the large-n mode) the k-NN graph is never
+        gathered on the driver: ``k_neighbors`` and ``k_distances`` are Dask arrays, held by the
+        workers or, with ``workdir``, read from Zarr (``np.asarray(...)`` or ``.compute()``
+        materialises them).
 
     Raises
     ------
@@ -155,4 +167,5 @@ def cluster(
             max_cluster_size = None
         method = knn if knn != "auto" else ("exact" if source.n <= AUTO_EXACT_MAX_ROWS else "approx")
         plan = ClusterPlan(algorithm, mcs, max_cluster_size, method, bool(reassign_noise))
-        return run_cluster(source, plan, c)
+        sink = ResultStore(workdir) if workdir is not None else None
+        return run_cluster(source, plan, c, sink)

@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 
 from distdataeval import config
+from distdataeval.io.sink import ResultStore
 from distdataeval.io.source import Source, check_scan, scan_source
 from distdataeval.knn.approx import approximate_knn, plan_partitions, warm_workers
 from distdataeval.knn import exact as knn_exact
@@ -279,8 +280,11 @@ def min_cluster_size_for(n: int, n_clusters: int | None) -> int:
     return int(min(max(5, int(n * 0.05)), 100))
 
 
-def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
-    """Run validate -> k-NN -> MST -> tree -> (noise reassignment) on ``client``."""
+def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | None = None) -> ClusterResult:
+    """Run validate -> k-NN -> MST -> tree -> (noise reassignment) on ``client``.
+
+    With ``sink`` the k-NN graph and the MST are also written to that Zarr group.
+    """
     timer = _Timer()
     x = source.data
     n = source.n
@@ -305,10 +309,20 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
             nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
-        # the MST reduction starts on the workers while the driver gathers the graph (exact mode
-        # returns it as NumPy arrays; the DataEval bridging order needs it too)
         forest_future = client.compute(knn_to_forest(nbr, dist))
-        k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
+        if plan.knn == "exact":
+            # the MST reduction runs on the workers while the driver gathers the graph (exact mode
+            # returns NumPy arrays, as DataEval does; its bridging order needs the graph too)
+            k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
+        else:
+            # approx mode never gathers the graph: it stays on the workers, or goes to Zarr
+            k_neighbors, k_distances = nbr, dist
+        if sink is not None:
+            sink.write_dask("k_neighbors", nbr, client)
+            sink.write_dask("k_distances", dist, client)
+            if plan.knn != "exact":
+                k_neighbors, k_distances = sink.read_dask("k_neighbors"), sink.read_dask("k_distances")
+                del nbr, dist
 
     with timer.stage("mst"):
         forest = forest_future.result()
@@ -329,6 +343,11 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
         if len(edges) != n - 1:  # pragma: no cover - guarded by construction
             raise RuntimeError(f"MST has {len(edges)} edges for {n} points; expected {n - 1}")
         spanning = SpanningTree(edges.low, edges.high, edges.weight, n, n_components)
+        if sink is not None:
+            chunk = max(row_chunks)
+            sink.write_numpy("mst/sources", spanning.sources, chunk)
+            sink.write_numpy("mst/targets", spanning.targets, chunk)
+            sink.write_numpy("mst/weights", spanning.weights, chunk)
 
     with timer.stage("tree"):
         tree = hdbscan_from_mst(spanning, plan.min_cluster_size, plan.max_cluster_size)
@@ -347,8 +366,8 @@ def run_cluster(source: Source, plan: ClusterPlan, client) -> ClusterResult:
     return ClusterResult(
         clusters=np.asarray(labels, dtype=np.int64),
         membership_strengths=np.asarray(tree.membership, dtype=np.float32),
-        k_neighbors=np.asarray(k_neighbors, dtype=np.int64),
-        k_distances=np.asarray(k_distances, dtype=np.float32),
+        k_neighbors=k_neighbors,
+        k_distances=k_distances,
         spanning_tree=spanning,
         linkage=tree.linkage,
         noise=noise,

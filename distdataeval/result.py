@@ -26,8 +26,10 @@ class ClusterResult(Mapping):
         the nearest cluster centre, so there is no -1; with ``False`` these are DataEval's labels.
     membership_strengths : ndarray of float32, shape (n,)
         HDBSCAN membership (noise keeps 0) or KMeans' 1 - d / max(d).
-    k_neighbors : ndarray of int64, shape (n, k), k = min(25, n - 1)
-    k_distances : ndarray of float32, shape (n, k)
+    k_neighbors : ndarray or dask array of int64, shape (n, k), k = min(25, n - 1)
+        NumPy in exact mode; in approx mode a Dask array held by the workers (or Zarr-backed
+        with ``workdir``): the graph is never gathered on the driver unless you ask for it.
+    k_distances : ndarray or dask array of float32, shape (n, k)
     spanning_tree : SpanningTree
         The MST with int64 ids; ``mst`` is its DataEval-shaped float32 view.
     linkage : LinkageTree

@@ -54,7 +54,12 @@ class PreparedBlock:
 
 def prepare_block(block: np.ndarray, offset: int, mean: np.ndarray) -> PreparedBlock:
     """Centre one row block and precompute what every tile needs."""
-    x64 = np.ascontiguousarray(block, dtype=np.float64) - mean
+    return prepared_from_centred(np.ascontiguousarray(block, dtype=np.float64) - mean, offset)
+
+
+def prepared_from_centred(x64: np.ndarray, offset: int, row_ids: np.ndarray | None = None) -> PreparedBlock:
+    """A prepared block from rows that are already centred (float64), e.g. rows selected from
+    prepared blocks: the float32 copy and the norms come out bit-identical to theirs."""
     x32 = x64.astype(np.float32)
     sq = np.einsum("ij,ij->i", x32.astype(np.float64), x32.astype(np.float64))
     return PreparedBlock(
@@ -63,6 +68,7 @@ def prepare_block(block: np.ndarray, offset: int, mean: np.ndarray) -> PreparedB
         x32=x32,
         sqnorm32=sq.astype(np.float32),
         norm=np.sqrt(sq),
+        row_ids=None if row_ids is None else np.asarray(row_ids, dtype=np.int64),
     )
 
 

@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 
 from distdataeval.knn import _kernels as K
-from distdataeval.knn.blocks import PreparedBlock, prepare_block, roundoff_bound, take_rows
+from distdataeval.knn.blocks import PreparedBlock, prepare_block, prepared_from_centred, roundoff_bound, take_rows
 from distdataeval.runtime.threads import limit_threads
 
 QUERY_SLAB = 2048
@@ -299,7 +299,9 @@ def exact_knn_of_rows(blocks: list, row_ids: np.ndarray, row_chunks: tuple, k: i
     blocked GEMM search with its certificate, as for whole blocks.
     """
     n = int(sum(row_chunks))
-    query = dask.delayed(take_rows, pure=True)(blocks, np.sort(row_ids), 0, True)
+    row_ids = np.sort(row_ids)
+    # each block contributes only its selected rows (no task receives every block)
+    query = dask.delayed(prepared_from_centred, pure=True)(gather_rows(blocks, row_ids), 0, row_ids)
     n_keep = min(k + CANDIDATE_MARGIN, n - 1)
     name = f"knn-sample-{dask.base.tokenize(blocks, row_ids, k)}"
     return _tile_merge_tree(query, blocks, n_keep, k, name, 0, None, None, None, len(row_ids), row_chunks, d)
