@@ -14,8 +14,10 @@ complete; on other stores the group attribute ``complete`` lists the arrays full
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 
 import dask.array as da
@@ -98,3 +100,22 @@ class ResultStore:
         import zarr
 
         return da.from_zarr(zarr.open_array(self.store, path=name, mode="r"))
+
+
+_TEMPORARY: list[str] = []
+
+
+def _remove_temporary() -> None:
+    for path in _TEMPORARY:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_remove_temporary)
+
+
+def temporary_store() -> ResultStore:
+    """A ResultStore in a fresh local temporary directory, removed when the interpreter exits
+    (for results of the shared local cluster, whose workers share this machine's disk)."""
+    path = tempfile.mkdtemp(prefix="distdataeval-", suffix=".zarr")
+    _TEMPORARY.append(path)
+    return ResultStore(path)

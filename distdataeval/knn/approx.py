@@ -53,6 +53,7 @@ class PartitionPlan:
     centroids: np.ndarray
     overlap: int
     expected_sizes: np.ndarray
+    border: float | None = None
 
     @property
     def n_partitions(self) -> int:
@@ -70,7 +71,9 @@ def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarr
     return np.take_along_axis(part, order, axis=1)
 
 
-def plan_partitions(sample: np.ndarray, n: int, partition_rows: int, overlap: int, seed_seq) -> PartitionPlan:
+def plan_partitions(
+    sample: np.ndarray, n: int, partition_rows: int, overlap: int, seed_seq, border: float | None = None
+) -> PartitionPlan:
     """Fit partition centroids on a sample (float64, centred) of an n-row dataset.
 
     The number of partitions is ``ceil(n * overlap / partition_rows)``; cells expected to hold
@@ -91,8 +94,8 @@ def plan_partitions(sample: np.ndarray, n: int, partition_rows: int, overlap: in
     m = min(overlap, centroids.shape[0])
     cap = 1.5 * partition_rows
     for _ in range(8):
-        assign = _nearest_centroids(sample, centroids, m)
-        sizes = np.bincount(assign.ravel(), minlength=centroids.shape[0]) * (n / s)
+        assign = _destinations(sample, centroids, m, border)
+        sizes = np.bincount(assign[assign >= 0], minlength=centroids.shape[0]) * (n / s)
         big = np.flatnonzero(sizes > cap)
         if big.size == 0:
             break
@@ -106,15 +109,29 @@ def plan_partitions(sample: np.ndarray, n: int, partition_rows: int, overlap: in
             sub = KMeans(n_clusters=min(pieces, members.shape[0]), n_init=1, random_state=int(rng.integers(2**31 - 1)))
             new.append(sub.fit(members).cluster_centers_)
         centroids = np.concatenate(new)
-    assign = _nearest_centroids(sample, centroids, m)
-    sizes = np.bincount(assign.ravel(), minlength=centroids.shape[0]) * (n / s)
+    assign = _destinations(sample, centroids, m, border)
+    sizes = np.bincount(assign[assign >= 0], minlength=centroids.shape[0]) * (n / s)
     keep = sizes > 0
-    return PartitionPlan(centroids[keep], m, sizes[keep])
+    return PartitionPlan(centroids[keep], m, sizes[keep], border)
 
 
-def _route_block(block: PreparedBlock, centroids: np.ndarray, m: int) -> list:
+def _destinations(x: np.ndarray, centroids: np.ndarray, m: int, border: float | None) -> np.ndarray:
+    """The partitions of each row: its m nearest centroids, nearest first; with ``border``, the
+    2nd..m-th only when the row is near that cell (``|x - c_j|^2 <= (1 + border) |x - c_1|^2``),
+    else -1."""
+    dest = _nearest_centroids(x, centroids, m)
+    if border is None or m == 1:
+        return dest
+    c2 = (centroids**2).sum(axis=1)
+    d2 = c2[dest] - 2.0 * np.einsum("id,imd->im", x, centroids[dest]) + (x**2).sum(axis=1)[:, None]
+    far = d2 > (1.0 + border) * np.maximum(d2[:, :1], 0.0)
+    far[:, 0] = False
+    return np.where(far, -1, dest)
+
+
+def _route_block(block: PreparedBlock, centroids: np.ndarray, m: int, border: float | None = None) -> list:
     """Split one block's rows by destination partition: a list (per partition) of (ids, x64)."""
-    dest = _nearest_centroids(block.x64, centroids, m)
+    dest = _destinations(block.x64, centroids, m, border)
     ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)
     out = []
     for p in range(centroids.shape[0]):
@@ -135,7 +152,7 @@ def _gram_sqdist(x64: np.ndarray) -> np.ndarray:
     return np.maximum(sq[:, None] + sq[None, :] - 2.0 * x64 @ x64.T, 0.0)
 
 
-def _build_partition(pieces: list, k: int, seed: int):
+def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1.6, max_candidates: int = 60):
     """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
     ids = np.concatenate([p[0] for p in pieces])
     x64 = np.concatenate([p[1] for p in pieces])
@@ -157,13 +174,13 @@ def _build_partition(pieces: list, k: int, seed: int):
                 # mixture index (spec recipe), recall@25 0.878 with pynndescent's defaults,
                 # 0.949 with 60 candidates (1.4x the time), 0.984 with 60 candidates and
                 # 40 neighbours (2.0x)
-                n_neighbors=min(s - 1, max(kk + 1, round(1.6 * (kk + 1)))),
+                n_neighbors=min(s - 1, max(kk + 1, round(neighbor_factor * (kk + 1)))),
                 metric="euclidean",
                 random_state=seed,
                 n_jobs=1,
                 low_memory=True,
                 compressed=True,
-                max_candidates=60,
+                max_candidates=max_candidates,
             )
             graph = index.neighbor_graph[0].astype(np.int64)
             local = K.drop_self(graph, kk)
@@ -188,7 +205,9 @@ def _merge_block(pieces: list, lo: int, hi: int, k: int):
     return K.merge_row_candidates(ids - lo, nbr, sqd, hi - lo, k)
 
 
-def approximate_knn(blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq):
+def approximate_knn(
+    blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq, neighbor_factor: float = 1.6, max_candidates: int = 60
+):
     """Lazy partitioned approximate k-NN over prepared blocks.
 
     Returns
@@ -198,14 +217,16 @@ def approximate_knn(blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan
         Exact squared distances of the neighbours found.
     """
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
-    token = dask.base.tokenize(blocks, k, plan.centroids, plan.overlap, seed_seq.entropy, seed_seq.spawn_key)
+    token = dask.base.tokenize(
+        blocks, k, plan.centroids, plan.overlap, plan.border, seed_seq.entropy, seed_seq.spawn_key, neighbor_factor, max_candidates
+    )
     route = dask.delayed(_route_block, pure=True)
-    routed = [route(b, plan.centroids, plan.overlap, dask_key_name=f"knn-route-{token}-{i}") for i, b in enumerate(blocks)]
+    routed = [route(b, plan.centroids, plan.overlap, plan.border, dask_key_name=f"knn-route-{token}-{i}") for i, b in enumerate(blocks)]
     seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
     build = dask.delayed(_build_partition, pure=True)
     getitem = dask.delayed(operator.getitem, pure=True)
     parts = [
-        build([getitem(r, p) for r in routed], k, seeds[p], dask_key_name=f"knn-partition-{token}-{p}")
+        build([getitem(r, p) for r in routed], k, seeds[p], neighbor_factor, max_candidates, dask_key_name=f"knn-partition-{token}-{p}")
         for p in range(plan.n_partitions)
     ]
     take = dask.delayed(_rows_of_block, pure=True)
@@ -242,3 +263,31 @@ def warm_workers(client) -> int:
         client.run(_warm_pynndescent, workers=workers)
         _warmed.update((client.id, w) for w in workers)
     return len(workers)
+
+
+def _merge_two_graphs(n1, d1, n2, d2, k: int):
+    ids = np.concatenate([n1, n2], axis=1)
+    sq = np.concatenate([d1, d2], axis=1)
+    order = np.argsort(ids, axis=1, kind="stable")
+    ids = np.take_along_axis(ids, order, axis=1)
+    sq = np.take_along_axis(sq, order, axis=1)
+    dup = np.zeros(ids.shape, dtype=bool)
+    dup[:, 1:] = ids[:, 1:] == ids[:, :-1]
+    sq = np.where(dup, np.inf, sq)
+    out_i, out_d = K.merge_candidates(ids, sq, k)
+    return np.where(np.isinf(out_d), K.ID_SENTINEL, out_i), out_d
+
+
+def merge_graphs(first: tuple, second: tuple, k: int):
+    """Per row, the best k of the union of two candidate graphs (deduplicated by id, ordered by
+    (distance, id)). Lazy; both are (neighbors, sqdist) Dask arrays with the same row chunks."""
+    (n1, d1), (n2, d2) = first, second
+    merge = dask.delayed(_merge_two_graphs, pure=True, nout=2)
+    parts = [
+        merge(a, b, c, e, k)
+        for a, b, c, e in zip(*(x.rechunk({1: -1}).to_delayed().ravel() for x in (n1, d1, n2, d2)))
+    ]
+    rows = n1.chunks[0]
+    nbr = da.concatenate([da.from_delayed(p[0], shape=(m, k), dtype=np.int64) for p, m in zip(parts, rows)])
+    sqd = da.concatenate([da.from_delayed(p[1], shape=(m, k), dtype=np.float64) for p, m in zip(parts, rows)])
+    return nbr, sqd

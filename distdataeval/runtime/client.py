@@ -76,6 +76,12 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1, memo
         return client
 
 
+def is_shared_local(client) -> bool:
+    """True for the shared LocalCluster's client (not the default client: Dask collections that
+    reference its memory cannot be computed without passing it explicitly)."""
+    return client is not None and _local.get("client") is client
+
+
 class _BelowError(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.ERROR
