@@ -246,6 +246,19 @@ def _bridge_nearby_pairs(client, forest: EdgeList, blocks, row_chunks, n: int):
 RECALL_SAMPLE = 1000
 
 
+def _complete_short_rows(client, blocks, nbr, sqd, k: int):
+    """Rows that found fewer than k neighbours (a partition smaller than k + 1) get an exact
+    search over all blocks instead."""
+    short = np.flatnonzero(client.compute(da.isinf(sqd[:, -1])).result())
+    if short.size == 0:
+        return nbr, sqd
+    log.info("k-NN approx: %d rows found fewer than %d neighbours; exact search for them", short.size, k)
+    fix_i, fix_d = client.compute(knn_exact.exact_rows_search(blocks, short, k)).result()
+    nbr = da.map_blocks(_patch_rows, nbr, None, short, fix_i, dtype=nbr.dtype)
+    sqd = da.map_blocks(_patch_rows, sqd, None, short, fix_d, dtype=sqd.dtype)
+    return tuple(client.persist([nbr, sqd]))
+
+
 def _sampled_recall(client, sqd, probe, exact_sq, certified, k: int) -> float:
     """Share of the true k nearest distances found for the probe rows (ties count as found)."""
     approx_sq = client.compute(sqd[probe]).result()
@@ -274,6 +287,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         blocks, row_chunks, k, parts, config.seed_sequence("knn", 1), plan.neighbor_factor, plan.max_candidates
     )
     nbr, sqd = client.persist([nbr, sqd])
+    nbr, sqd = _complete_short_rows(client, blocks, nbr, sqd, k)
     # recall@k on a sample: the share of true k nearest distances matched (tie-tolerant)
     probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
     _, exact_sq, certified = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d)).result()
@@ -327,7 +341,8 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
         # blocks are persisted together; nothing is used before the scan has passed
         scan = scan_source(source)
         mean = dask.delayed(operator.getitem, pure=True)(scan, 2)
-        persisted = client.persist([scan, *knn_exact.prepare_blocks(x, mean)])
+        # approx mode keeps compact blocks (float32 only: 256 instead of 768 bytes per row at d=64)
+        persisted = client.persist([scan, *knn_exact.prepare_blocks(x, mean, keep_x64=plan.knn == "exact")])
         scan, blocks = persisted[0], persisted[1:]
         check_scan(source, client.compute(scan).result())
 
@@ -340,6 +355,7 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
             nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
+        del sqd  # the float64 squared distances are not needed any more (n x k x 8 bytes)
         forest_future = client.compute(knn_to_forest(nbr, dist))
         if plan.knn == "exact":
             # the MST reduction runs on the workers while the driver gathers the graph (exact mode

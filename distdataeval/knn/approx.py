@@ -30,6 +30,7 @@ from distdataeval.knn.blocks import PreparedBlock
 from distdataeval.runtime.threads import limit_threads
 
 EXACT_PARTITION_ROWS = 2048  # below this a partition is searched by brute force
+MIN_PARTITION_ROWS = 256  # cells expected to be smaller are merged into their neighbours
 # pynndescent runs numba parallel kernels; numba's default threading layer must not be entered
 # from several threads of one process at once (a worker with several threads could abort), and
 # one index build already uses the memory a worker can spare: one build per process at a time.
@@ -109,8 +110,15 @@ def plan_partitions(
             sub = KMeans(n_clusters=min(pieces, members.shape[0]), n_init=1, random_state=int(rng.integers(2**31 - 1)))
             new.append(sub.fit(members).cluster_centers_)
         centroids = np.concatenate(new)
-    assign = _destinations(sample, centroids, m, border)
-    sizes = np.bincount(assign[assign >= 0], minlength=centroids.shape[0]) * (n / s)
+    # cells expected to hold only a handful of rows (a group of far outliers, say) are dropped:
+    # their rows go to the nearest remaining cells, where they find k neighbours
+    for _ in range(4):
+        assign = _destinations(sample, centroids, m, border)
+        sizes = np.bincount(assign[assign >= 0], minlength=centroids.shape[0]) * (n / s)
+        keep = sizes >= min(MIN_PARTITION_ROWS, n / centroids.shape[0])
+        if keep.all() or keep.sum() <= m:
+            break
+        centroids = centroids[keep]
     keep = sizes > 0
     return PartitionPlan(centroids[keep], m, sizes[keep], border)
 
@@ -130,13 +138,17 @@ def _destinations(x: np.ndarray, centroids: np.ndarray, m: int, border: float | 
 
 
 def _route_block(block: PreparedBlock, centroids: np.ndarray, m: int, border: float | None = None) -> list:
-    """Split one block's rows by destination partition: a list (per partition) of (ids, x64)."""
+    """Split one block's rows by destination partition: a list (per partition) of (ids, x32).
+
+    The float32 rows travel (half the bytes); a partition widens them to float64 for its exact
+    distances, so approx-mode distances are those of the float32 centred rows.
+    """
     dest = _destinations(block.x64, centroids, m, border)
     ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)
     out = []
     for p in range(centroids.shape[0]):
         rows = np.flatnonzero((dest == p).any(axis=1))
-        out.append((ids[rows], block.x64[rows]))
+        out.append((ids[rows], block.x32[rows]))
     return out
 
 
@@ -155,7 +167,8 @@ def _gram_sqdist(x64: np.ndarray) -> np.ndarray:
 def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1.6, max_candidates: int = 60):
     """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
     ids = np.concatenate([p[0] for p in pieces])
-    x64 = np.concatenate([p[1] for p in pieces])
+    x32 = np.concatenate([p[1] for p in pieces])
+    x64 = x32.astype(np.float64)
     s = ids.shape[0]
     kk = min(k, s - 1)
     nbr_ids = np.full((s, k), K.ID_SENTINEL, dtype=np.int64)
@@ -169,7 +182,7 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
             from pynndescent import NNDescent
 
             index = NNDescent(
-                x64.astype(np.float32),
+                x32,
                 # a wider graph than asked for, truncated after: measured on one 100k x 64
                 # mixture index (spec recipe), recall@25 0.878 with pynndescent's defaults,
                 # 0.949 with 60 candidates (1.4x the time), 0.984 with 60 candidates and

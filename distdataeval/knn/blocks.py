@@ -22,7 +22,8 @@ class PreparedBlock:
     ----------
     offset : int
         Global id of the block's first row.
-    x64 : ndarray of float64, shape (m, d)
+    x64_data : ndarray of float64, shape (m, d), or None
+        Stored float64 rows (None: ``x64`` widens ``x32``).
     x32 : ndarray of float32, shape (m, d)
     sqnorm32 : ndarray of float32, shape (m,)
         Squared norms of the float32 rows (ranking term of the GEMM score).
@@ -34,11 +35,23 @@ class PreparedBlock:
     """
 
     offset: int
-    x64: np.ndarray
+    x64_data: np.ndarray | None
     x32: np.ndarray
     sqnorm32: np.ndarray
     norm: np.ndarray
     row_ids: np.ndarray | None = None
+
+    @property
+    def x64(self) -> np.ndarray:
+        """The float64 rows: stored (exact mode), or widened from ``x32`` on demand (compact
+        blocks of approx mode, which keep a third of the memory)."""
+        if self.x64_data is not None:
+            return self.x64_data
+        return self.x32.astype(np.float64)
+
+    def compact(self) -> "PreparedBlock":
+        """The same block without the stored float64 copy."""
+        return PreparedBlock(self.offset, None, self.x32, self.sqnorm32, self.norm, self.row_ids)
 
     @property
     def ids(self) -> np.ndarray:
@@ -52,9 +65,11 @@ class PreparedBlock:
         return self.x64.shape[0]
 
 
-def prepare_block(block: np.ndarray, offset: int, mean: np.ndarray) -> PreparedBlock:
-    """Centre one row block and precompute what every tile needs."""
-    return prepared_from_centred(np.ascontiguousarray(block, dtype=np.float64) - mean, offset)
+def prepare_block(block: np.ndarray, offset: int, mean: np.ndarray, keep_x64: bool = True) -> PreparedBlock:
+    """Centre one row block and precompute what every tile needs (``keep_x64=False``: a compact
+    block whose float64 rows are the float32 ones widened)."""
+    prepared = prepared_from_centred(np.ascontiguousarray(block, dtype=np.float64) - mean, offset)
+    return prepared if keep_x64 else prepared.compact()
 
 
 def prepared_from_centred(x64: np.ndarray, offset: int, row_ids: np.ndarray | None = None) -> PreparedBlock:
@@ -64,7 +79,7 @@ def prepared_from_centred(x64: np.ndarray, offset: int, row_ids: np.ndarray | No
     sq = np.einsum("ij,ij->i", x32.astype(np.float64), x32.astype(np.float64))
     return PreparedBlock(
         offset=int(offset),
-        x64=x64,
+        x64_data=x64,
         x32=x32,
         sqnorm32=sq.astype(np.float32),
         norm=np.sqrt(sq),
@@ -108,5 +123,5 @@ def take_rows(blocks: list, row_ids: np.ndarray, offset: int, keep_ids: bool = F
         sq[sel] = b.sqnorm32[local]
         norm[sel] = b.norm[local]
     return PreparedBlock(
-        offset=int(offset), x64=x64, x32=x32, sqnorm32=sq, norm=norm, row_ids=row_ids.astype(np.int64) if keep_ids else None
+        offset=int(offset), x64_data=x64, x32=x32, sqnorm32=sq, norm=norm, row_ids=row_ids.astype(np.int64) if keep_ids else None
     )

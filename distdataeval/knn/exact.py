@@ -40,13 +40,16 @@ class _TileResult:
     lower_bound: np.ndarray  # (m,) float64, squared distance below which nothing was dropped
 
 
-def prepare_blocks(x: da.Array, mean: np.ndarray) -> list:
-    """One delayed :class:`PreparedBlock` per row block of ``x`` (d must be a single chunk)."""
+def prepare_blocks(x: da.Array, mean: np.ndarray, keep_x64: bool = True) -> list:
+    """One delayed :class:`PreparedBlock` per row block of ``x`` (d must be a single chunk);
+    ``keep_x64=False`` makes compact blocks (float32 rows only)."""
     offsets = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
     blocks = x.to_delayed().ravel()
     prep = dask.delayed(prepare_block, pure=True)
-    token = dask.base.tokenize(x.name, mean)
-    return [prep(b, int(o), mean, dask_key_name=f"knn-prep-{token}-{i}") for i, (b, o) in enumerate(zip(blocks, offsets))]
+    token = dask.base.tokenize(x.name, mean, keep_x64)
+    return [
+        prep(b, int(o), mean, keep_x64, dask_key_name=f"knn-prep-{token}-{i}") for i, (b, o) in enumerate(zip(blocks, offsets))
+    ]
 
 
 def permute_blocks(blocks: list, order: np.ndarray, row_chunks: tuple) -> list:

@@ -180,10 +180,11 @@ def block_nearest_in_component(block: PreparedBlock, labels: np.ndarray, queries
     ends = np.r_[starts[1:], by_target.shape[0]]
     lo = np.searchsorted(lab_sorted, targets, side="left")
     hi = np.searchsorted(lab_sorted, targets, side="right")
+    x64 = block.x64  # widened once (compact blocks)
     for t in np.flatnonzero(hi > lo):
         rows = order[lo[t] : hi[t]]
         qs = by_target[starts[t] : ends[t]]
-        xr, xq = block.x64[rows], queries[qs]
+        xr, xq = x64[rows], queries[qs]
         score = (xr**2).sum(axis=1)[:, None] - 2.0 * xr @ xq.T  # + |q|^2, constant per query
         c = min(4, rows.shape[0])
         cand = np.argpartition(score, c - 1, axis=0)[:c] if rows.shape[0] > c else np.arange(c)[:, None].repeat(len(qs), 1)

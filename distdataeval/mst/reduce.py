@@ -56,7 +56,7 @@ def knn_block_to_edges(neighbors: np.ndarray, distances: np.ndarray, row_offset:
     rows = np.repeat(np.arange(row_offset, row_offset + m, dtype=np.int64), k)
     cols = neighbors.reshape(-1).astype(np.int64, copy=False)
     w = distances.reshape(-1).astype(np.float32).astype(np.float64)
-    valid = cols >= 0
+    valid = (cols >= 0) & (cols != np.iinfo(np.int64).max) & np.isfinite(w)  # no padding entries
     rows, cols, w = rows[valid], cols[valid], w[valid]
     return EdgeList(np.minimum(rows, cols), np.maximum(rows, cols), w)
 

@@ -63,3 +63,12 @@ def test_workdir_that_is_not_a_group_is_a_clear_error(tmp_path):
     zarr.create_array(str(path), shape=(3,), dtype="f4")
     with pytest.raises(InvalidParameterError, match="workdir"):
         ResultStore(path)
+
+
+def test_temporary_store_is_a_fresh_local_group(dask_client):
+    from distdataeval.io.sink import _TEMPORARY, temporary_store
+
+    a, b = temporary_store(), temporary_store()
+    assert a.store != b.store and a.store in _TEMPORARY and os.path.isdir(a.store)
+    a.write_numpy("v", np.arange(4), 2)
+    np.testing.assert_array_equal(np.asarray(a.read_dask("v")), np.arange(4))

@@ -101,3 +101,100 @@ def test_cluster_approx_agrees_with_exact(dask_client):
 def test_auto_is_exact_for_small_inputs(dask_client):
     x, _ = mixture(500, seed=1)
     assert dde.cluster(x).knn_method == "exact"
+
+
+def test_border_routing_keeps_second_cells_only_near_the_border():
+    rng = np.random.default_rng(5)
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = rng.uniform(-5, 15, (2000, 2))
+    full = approx._destinations(x, centroids, 2, None)
+    near = approx._destinations(x, centroids, 2, 0.1)
+    np.testing.assert_array_equal(full[:, 0], near[:, 0])  # every row keeps its own cell
+    d2 = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+    own = d2[np.arange(len(x)), full[:, 0]]
+    second = d2[np.arange(len(x)), full[:, 1]]
+    kept = near[:, 1] >= 0
+    np.testing.assert_array_equal(kept, second <= 1.1 * own)
+    assert 0 < kept.sum() < len(x)
+    np.testing.assert_array_equal(near[kept, 1], full[kept, 1])
+
+
+def test_border_plan_indexes_fewer_rows_than_full_overlap(data, dask_client):
+    x = data[0]
+    sample = x.astype(np.float64)[::3] - x.astype(np.float64).mean(axis=0)
+    full = approx.plan_partitions(sample, len(x), 3000, 2, config.seed_sequence("knn", 0))
+    border = approx.plan_partitions(sample, len(x), 3000, 2, config.seed_sequence("knn", 0), border=0.1)
+    assert border.expected_sizes.sum() < full.expected_sizes.sum()
+    assert border.expected_sizes.sum() >= len(x) * 0.999
+
+
+def test_merge_graphs_is_the_deduplicated_best_k_of_the_union():
+    rng = np.random.default_rng(6)
+    n, k = 50, 5
+    a_ids = np.stack([rng.choice(200, k, replace=False) for _ in range(n)])
+    b_ids = np.stack([rng.choice(200, k, replace=False) for _ in range(n)])
+    dist = rng.uniform(size=(n, 200))  # one distance per (row, id): shared ids agree
+    a_sq = np.take_along_axis(dist, a_ids, 1)
+    b_sq = np.take_along_axis(dist, b_ids, 1)
+    chunks = ((20, 30), (k,))
+    nbr, sqd = approx.merge_graphs(
+        (da.from_array(a_ids, chunks=chunks), da.from_array(a_sq, chunks=chunks)),
+        (da.from_array(b_ids, chunks=chunks), da.from_array(b_sq, chunks=chunks)),
+        k,
+    )
+    nbr, sqd = nbr.compute(scheduler="sync"), sqd.compute(scheduler="sync")
+    for r in range(n):
+        union = np.union1d(a_ids[r], b_ids[r])
+        want = union[np.lexsort((union, dist[r, union]))][:k]
+        np.testing.assert_array_equal(nbr[r], want)
+        np.testing.assert_array_equal(sqd[r], dist[r, want])
+
+
+def test_low_recall_triggers_the_wider_second_pass(dask_client, caplog):
+    # isotropic clusters in 32-d with a deliberately weak first pass: the sampled recall is
+    # below the target, the second pass runs and is merged in, and recall goes up
+    from distdataeval.io.source import open_source
+    from distdataeval.pipeline import ClusterPlan, run_cluster
+
+    x, _ = mixture(12000, d=32, n_centers=3, spread=3.0, seed=9)
+    src = open_source(x, None, chunk_rows=3000)
+    weak = dict(border=0.0, neighbor_factor=1.0, max_candidates=8, partition_rows=3000)
+    with config.use_seed(0):
+        off = run_cluster(src, ClusterPlan("hdbscan", 100, None, "approx", True, escalate=False, recall_target=0.999, **weak), dask_client)
+    with config.use_seed(0), caplog.at_level("INFO", logger="distdataeval"):
+        on = run_cluster(src, ClusterPlan("hdbscan", 100, None, "approx", True, recall_target=0.999, **weak), dask_client)
+    assert off.knn_recall < 0.999
+    assert any("second pass" in m for m in caplog.messages)
+    assert on.knn_recall > off.knn_recall
+    # merged rows stay valid: sorted, no self, no repeats
+    nbr, dist = np.asarray(on.k_neighbors), np.asarray(on.k_distances)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    assert not (nbr == np.arange(len(x))[:, None]).any()
+    assert all(len(set(row)) == row.size for row in nbr[:500])
+
+
+def test_rows_of_a_partition_smaller_than_k_get_an_exact_search(dask_client):
+    from distdataeval.pipeline import _complete_short_rows
+
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0, 1, (3000, 8)), rng.normal(50, 1, (10, 8))]).astype(np.float32)
+    xd = da.from_array(x, chunks=(1000, 8))
+    mean = x.astype(np.float64).mean(axis=0)
+    blocks = dask_client.persist(prepare_blocks(xd, mean))
+    approx.warm_workers(dask_client)
+    cells = np.stack([x[:3000].mean(0), x[3000:].mean(0)]).astype(np.float64) - mean
+    plan = approx.PartitionPlan(cells, 1, np.array([3000.0, 10.0]))
+    nbr, sqd = dask_client.persist(list(approx.approximate_knn(blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))))
+    assert np.isinf(np.asarray(sqd)[3000:, -1]).all()  # the 10-row cell cannot give 25 neighbours
+    nbr, sqd = _complete_short_rows(dask_client, blocks, nbr, sqd, 25)
+    want_d = brute_knn(x, 25)[1][3000:]
+    got = np.sqrt(np.asarray(sqd)[3000:])
+    np.testing.assert_allclose(got, want_d, rtol=1e-5)
+    assert np.isfinite(np.asarray(sqd)).all()
+
+
+def test_plan_merges_cells_expected_to_be_tiny():
+    rng = np.random.default_rng(12)
+    sample = np.concatenate([rng.normal(0, 1, (5000, 4)), rng.normal(100, 1, (3, 4))])
+    plan = approx.plan_partitions(sample, 5003, 1000, 2, config.seed_sequence("knn", 0))
+    assert plan.expected_sizes.min() >= approx.MIN_PARTITION_ROWS
