@@ -46,6 +46,24 @@ def _reject_unknown(func: str, unknown: dict, known: tuple) -> None:
     raise UnknownParameterError(f"{func}() got an unknown parameter {name!r}{hint}")
 
 
+# approx mode exchanges rows between every block and every partition (B x P pieces): with the
+# input's own small chunks (16k rows of a Zarr store, say) B would reach thousands at 10M rows
+MAX_APPROX_BLOCKS = 128
+
+
+def _coarsen_blocks(source):
+    """Merge adjacent input chunks so that approx mode works on at most MAX_APPROX_BLOCKS blocks
+    (whole input chunks per block, so Zarr reads stay aligned)."""
+    from distdataeval.io.source import Source
+
+    chunks = source.data.chunks[0]
+    if len(chunks) <= MAX_APPROX_BLOCKS:
+        return source
+    base = max(chunks)
+    rows = base * -(-source.n // (MAX_APPROX_BLOCKS * base))
+    return Source(source.data.rechunk({0: rows}), source.origin)
+
+
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidParameterError(f"{name} must be an int, got {value!r}")
@@ -166,6 +184,8 @@ def cluster(
             )
             max_cluster_size = None
         method = knn if knn != "auto" else ("exact" if source.n <= AUTO_EXACT_MAX_ROWS else "approx")
+        if method == "approx" and chunk_rows is None:
+            source = _coarsen_blocks(source)
         plan = ClusterPlan(algorithm, mcs, max_cluster_size, method, bool(reassign_noise))
         sink = ResultStore(workdir) if workdir is not None else None
         return run_cluster(source, plan, c, sink)

@@ -149,3 +149,18 @@ def test_deterministic(dask_client):
     a, b = dde.cluster(x), dde.cluster(x)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_approx_mode_coarsens_many_small_chunks_to_whole_multiples():
+    import dask.array as da
+
+    from distdataeval import api
+    from distdataeval.io.source import Source
+
+    x = da.zeros((1000 * 300 + 7, 4), chunks=(1000, 4))
+    out = api._coarsen_blocks(Source(x, "test"))
+    chunks = out.data.chunks[0]
+    assert len(chunks) <= api.MAX_APPROX_BLOCKS
+    assert all(c % 1000 == 0 for c in chunks[:-1]) and sum(chunks) == x.shape[0]
+    few = da.zeros((5000, 4), chunks=(1000, 4))
+    assert api._coarsen_blocks(Source(few, "test")).data.chunks == few.chunks

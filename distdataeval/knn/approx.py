@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from distdataeval.knn import _kernels as K
 from distdataeval.knn.blocks import PreparedBlock
@@ -233,23 +235,32 @@ def approximate_knn(
     token = dask.base.tokenize(
         blocks, k, plan.centroids, plan.overlap, plan.border, seed_seq.entropy, seed_seq.spawn_key, neighbor_factor, max_candidates
     )
-    route = dask.delayed(_route_block, pure=True)
-    routed = [route(b, plan.centroids, plan.overlap, plan.border, dask_key_name=f"knn-route-{token}-{i}") for i, b in enumerate(blocks)]
+    # the graph is written as one low-level layer: B blocks x P partitions pieces make an
+    # all-to-all exchange, and building it from Delayed calls re-optimises the arguments' graphs
+    # at every call (quadratic in B x P: minutes of driver time at 10M rows)
+    main = f"knn-approx-{token}"
+    route, piece, part, take, merge = (f"{main}-{s}" for s in ("route", "piece", "partition", "take", "merge"))
     seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
-    build = dask.delayed(_build_partition, pure=True)
-    getitem = dask.delayed(operator.getitem, pure=True)
-    parts = [
-        build([getitem(r, p) for r in routed], k, seeds[p], neighbor_factor, max_candidates, dask_key_name=f"knn-partition-{token}-{p}")
-        for p in range(plan.n_partitions)
-    ]
-    take = dask.delayed(_rows_of_block, pure=True)
-    merge = dask.delayed(_merge_block, pure=True, nout=2)
-    nbr, dst = [], []
+    cent = f"{main}-centroids"
+    dsk: dict = {cent: plan.centroids}
+    P, B = plan.n_partitions, len(blocks)
+    for i, b in enumerate(blocks):
+        dsk[(route, i)] = (_route_block, b.key, cent, plan.overlap, plan.border)
+        for p in range(P):
+            dsk[(piece, i, p)] = (operator.getitem, (route, i), p)
+    for p in range(P):
+        dsk[(part, p)] = (_build_partition, [(piece, i, p) for i in range(B)], k, seeds[p], neighbor_factor, max_candidates)
     for i, (o, m) in enumerate(zip(offsets, row_chunks)):
-        merged = merge([take(p, int(o), int(o + m)) for p in parts], int(o), int(o + m), k, dask_key_name=f"knn-amerge-{token}-{i}")
-        nbr.append(da.from_delayed(merged[0], shape=(m, k), dtype=np.int64))
-        dst.append(da.from_delayed(merged[1], shape=(m, k), dtype=np.float64))
-    return da.concatenate(nbr, axis=0), da.concatenate(dst, axis=0)
+        for p in range(P):
+            dsk[(take, i, p)] = (_rows_of_block, (part, p), int(o), int(o + m))
+        dsk[(merge, i)] = (_merge_block, [(take, i, p) for p in range(P)], int(o), int(o + m), k)
+    graph = HighLevelGraph.from_collections(main, dsk, dependencies=list(blocks))
+    anchor = Delayed((merge, 0), graph, layer=main)
+    out = []
+    for j, (name, dtype) in enumerate(((f"{main}-neighbors", np.int64), (f"{main}-sqdist", np.float64))):
+        layer = {(name, i, 0): (operator.getitem, (merge, i), j) for i in range(B)}
+        out.append(da.Array(HighLevelGraph.from_collections(name, layer, dependencies=[anchor]), name, (row_chunks, (k,)), dtype=dtype))
+    return out[0], out[1]
 
 
 def _warm_pynndescent() -> bool:
