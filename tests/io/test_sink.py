@@ -34,9 +34,13 @@ def test_exact_mode_writes_graph_and_mst(tmp_path, dask_client):
 
 def test_approx_mode_keeps_the_graph_off_the_driver(tmp_path, dask_client):
     x, _ = mixture(4000, d=8, seed=2)
-    mem = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=1000)
+    # the same seed for both runs: approx results are reproducible for a seed (unseeded runs draw
+    # a fresh root seed)
+    with dde.config.use_seed(0):
+        mem = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=1000)
     assert isinstance(mem.k_neighbors, da.Array) and isinstance(mem.k_distances, da.Array)
-    disk = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=1000, workdir=str(tmp_path / "w.zarr"))
+    with dde.config.use_seed(0):
+        disk = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=1000, workdir=str(tmp_path / "w.zarr"))
     assert isinstance(disk.k_neighbors, da.Array)
     assert "from-zarr" in disk.k_neighbors.name or any("zarr" in str(k) for k in disk.k_neighbors.dask.keys())
     np.testing.assert_array_equal(np.asarray(mem.k_neighbors), np.asarray(disk.k_neighbors))

@@ -99,8 +99,10 @@ def test_approx_bridges_are_the_components_minimum_spanning_tree(seed, dask_clie
 
 def test_approx_bridging_is_deterministic(dask_client):
     x = _blobs(5)
-    a = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=300)
-    b = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=300)
+    with dde.config.use_seed(7):
+        a = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=300)
+    with dde.config.use_seed(7):
+        b = dde.cluster(x, knn="approx", client=dask_client, chunk_rows=300)
     assert a.n_knn_components > 1
     np.testing.assert_array_equal(a.spanning_tree.sources, b.spanning_tree.sources)
     np.testing.assert_array_equal(a.spanning_tree.targets, b.spanning_tree.targets)
