@@ -114,11 +114,16 @@ def _exact_knn(
         if positions is not None:
             q_pos = positions[uncertified]
             r_pos = [positions[o : o + m] for o, m in zip(offsets, row_chunks)]
-        fix_i, fix_d = client.compute(knn_exact.exact_rows_search(blocks, uncertified, k, q_pos, r_pos)).result()
-        nbr = da.map_blocks(_patch_rows, nbr, None, uncertified, fix_i, dtype=nbr.dtype)
-        sqd = da.map_blocks(_patch_rows, sqd, None, uncertified, fix_d, dtype=sqd.dtype)
-        nbr, sqd = client.persist([nbr, sqd])
+        nbr, sqd = _exact_search_rows(client, blocks, nbr, sqd, uncertified, k, q_pos, r_pos)
     return nbr, sqd, int(uncertified.size)
+
+
+def _exact_search_rows(client, blocks, nbr, sqd, rows, k: int, q_pos=None, r_pos=None):
+    """Replace the neighbour lists of ``rows`` by an exact float64 search over all blocks (persisted)."""
+    fix_i, fix_d = client.compute(knn_exact.exact_rows_search(blocks, rows, k, q_pos, r_pos)).result()
+    nbr = da.map_blocks(_patch_rows, nbr, None, rows, fix_i, dtype=nbr.dtype)
+    sqd = da.map_blocks(_patch_rows, sqd, None, rows, fix_d, dtype=sqd.dtype)
+    return tuple(client.persist([nbr, sqd]))
 
 
 def _nearest_later_points(client, blocks, d: int, positions: np.ndarray, row_chunks: tuple, timer: _Timer):
@@ -153,18 +158,14 @@ def _nearest_later_points(client, blocks, d: int, positions: np.ndarray, row_chu
     return nearest, d2, int(mask.sum()), int(mask.size)
 
 
-def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer: _Timer, knn_graph=None):
-    """Join the components of the k-NN forest (DataEval's rule, see ``mst.bridge``).
-
-    With ``knn_graph = (neighbors, distances)`` in memory, components are ordered as DataEval
-    orders them; otherwise by smallest member id.
-    """
+def _bridge(client, forest: EdgeList, blocks, d: int, row_chunks, n: int, timer: _Timer, knn_graph):
+    """Join the components of the k-NN forest by DataEval's rule and component order (exact
+    mode; ``knn_graph = (neighbors, distances)`` in memory, ``mst.bridge``)."""
     parent, size = forest_state(forest, n)
     labels = mst_kernels.component_labels(parent)
     n_components = int(labels.max()) + 1
     t0 = time.perf_counter()
-    # otherwise components keep their labels: numbered by smallest member id
-    positions = dataeval_component_positions(*knn_graph) if knn_graph is not None else labels
+    positions = dataeval_component_positions(*knn_graph)
     log.info("MST: component order found in %.2f s", time.perf_counter() - t0)
     added = []
     tiles = [0, 0]
@@ -253,10 +254,7 @@ def _complete_short_rows(client, blocks, nbr, sqd, k: int):
     if short.size == 0:
         return nbr, sqd
     log.info("k-NN approx: %d rows found fewer than %d neighbours; exact search for them", short.size, k)
-    fix_i, fix_d = client.compute(knn_exact.exact_rows_search(blocks, short, k)).result()
-    nbr = da.map_blocks(_patch_rows, nbr, None, short, fix_i, dtype=nbr.dtype)
-    sqd = da.map_blocks(_patch_rows, sqd, None, short, fix_d, dtype=sqd.dtype)
-    return tuple(client.persist([nbr, sqd]))
+    return _exact_search_rows(client, blocks, nbr, sqd, short, k)
 
 
 def _sampled_recall(client, sqd, probe, exact_sq, certified, k: int) -> float:
@@ -364,15 +362,16 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
         else:
             # approx mode never gathers the graph: it stays on the workers, or goes to Zarr
             k_neighbors, k_distances = nbr, dist
-            if sink is None and is_shared_local(client):
-                # the shared cluster's client is not Dask's default, so arrays held in its
-                # memory could not be computed by the caller: spill them to local disk instead
-                sink = temporary_store()
-        if sink is not None:
-            sink.write_dask("k_neighbors", nbr, client)
-            sink.write_dask("k_distances", dist, client)
+        graph_store = sink
+        if graph_store is None and plan.knn != "exact" and is_shared_local(client):
+            # the shared cluster's client is not Dask's default, so arrays held in its memory
+            # could not be computed by the caller: spill the graph to local disk instead
+            graph_store = temporary_store()
+        if graph_store is not None:
+            graph_store.write_dask("k_neighbors", nbr, client)
+            graph_store.write_dask("k_distances", dist, client)
             if plan.knn != "exact":
-                k_neighbors, k_distances = sink.read_dask("k_neighbors"), sink.read_dask("k_distances")
+                k_neighbors, k_distances = graph_store.read_dask("k_neighbors"), graph_store.read_dask("k_distances")
                 del nbr, dist
 
     with timer.stage("mst"):

@@ -66,23 +66,11 @@ def add_bridges(proposals: EdgeList, parent: np.ndarray, size: np.ndarray) -> Ed
 MAX_COMPONENTS_FOR_PRUNING = 4096
 
 
-def _block_component_sums(block, positions: np.ndarray, n_components: int):
-    sums = np.zeros((n_components, block.x64.shape[1]))
-    np.add.at(sums, positions, block.x64)
-    return sums, np.bincount(positions, minlength=n_components)
-
-
 def _block_component_radii(block, positions: np.ndarray, centers: np.ndarray, n_components: int):
     dist = np.sqrt(((block.x64 - centers[positions]) ** 2).sum(axis=1))
     radii = np.zeros(n_components)
     np.maximum.at(radii, positions, dist)
     return radii
-
-
-def _combine_centers(parts):
-    sums = np.sum([p[0] for p in parts], axis=0)
-    counts = np.sum([p[1] for p in parts], axis=0)
-    return sums / np.maximum(counts, 1)[:, None]
 
 
 def _max_radii(parts):
@@ -95,8 +83,10 @@ def component_balls(blocks: list, block_positions: list, n_components: int):
     (two passes over the prepared blocks, both on the workers)."""
     import dask
 
-    sums = [dask.delayed(_block_component_sums, pure=True)(b, p, n_components) for b, p in zip(blocks, block_positions)]
-    centers = dask.delayed(_combine_centers, pure=True)(sums)
+    from distdataeval.mst.component_pairs import block_component_sums, combine_centroids
+
+    sums = [dask.delayed(block_component_sums, pure=True)(b, p) for b, p in zip(blocks, block_positions)]
+    centers = dask.delayed(combine_centroids, pure=True)(sums, n_components)
     radii = [
         dask.delayed(_block_component_radii, pure=True)(b, p, centers, n_components)
         for b, p in zip(blocks, block_positions)
