@@ -1,0 +1,1 @@
+"""Evaluators built on cluster(): duplicates, outliers, prioritize, label errors, the legacy Clusterer."""
