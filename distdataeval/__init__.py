@@ -17,11 +17,13 @@ from distdataeval.errors import (
 )
 from distdataeval.io.source import HighDimensionWarning
 from distdataeval.result import ClusterResult
+from distdataeval.stats import ClusterStats, cluster_stats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClusterResult",
+    "ClusterStats",
     "CorruptStoreError",
     "DistDataEvalError",
     "HighDimensionWarning",
@@ -31,5 +33,6 @@ __all__ = [
     "StoreNotFoundError",
     "UnknownParameterError",
     "cluster",
+    "cluster_stats",
     "config",
 ]
