@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -94,10 +95,12 @@ def cluster(
     embeddings : array-like, dask array, zarr array, str or os.PathLike
         (n, ...) samples; axes after the first are flattened. A string is a Zarr store path/URL.
     algorithm : {"hdbscan", "kmeans"}
-        KMeans arrives with the evaluators issue; it raises NotImplementedError for now.
+        "hdbscan" (default) or "kmeans" (seeded from ``config.set_seed``). KMeans results still
+        carry the k-NN graph, the MST and the linkage tree, as DataEval's do.
     n_clusters : int, optional
         HDBSCAN: sets ``min_cluster_size = max(5, n // (3 * n_clusters))``; otherwise
-        ``min(max(5, 5% of n), 100)``.
+        ``min(max(5, 5% of n), 100)``. KMeans: the number of clusters, default ``floor(sqrt(n))``;
+        it must be smaller than n.
     max_cluster_size : int, optional
         Largest cluster HDBSCAN may select; a value <= min_cluster_size is ignored with a warning
         (as DataEval does).
@@ -168,8 +171,6 @@ def cluster(
         max_cluster_size = _check_int("max_cluster_size", max_cluster_size, 1)
     if not (n_init == "auto" or (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool) and n_init >= 1)):
         raise InvalidParameterError(f"n_init must be 'auto' or an int >= 1, got {n_init!r}")
-    if algorithm == "kmeans":
-        raise NotImplementedError("algorithm='kmeans' is not implemented yet (it arrives with the KMeans/evaluators work)")
 
     with active_client(client) as c:
         n_workers = max(1, len(c.scheduler_info().get("workers", {})))
@@ -186,6 +187,15 @@ def cluster(
         method = knn if knn != "auto" else ("exact" if source.n <= AUTO_EXACT_MAX_ROWS else "approx")
         if method == "approx" and chunk_rows is None:
             source = _coarsen_blocks(source)
-        plan = ClusterPlan(algorithm, mcs, max_cluster_size, method, bool(reassign_noise))
+        k_clusters = None
+        if algorithm == "kmeans":
+            k_clusters = n_clusters if n_clusters is not None else max(1, math.isqrt(source.n))
+            if k_clusters >= source.n:
+                raise InvalidParameterError(
+                    f"n_clusters={k_clusters} must be smaller than the number of samples ({source.n}) for KMeans"
+                )
+        plan = ClusterPlan(
+            algorithm, mcs, max_cluster_size, method, bool(reassign_noise), n_clusters=k_clusters, n_init=n_init
+        )
         sink = ResultStore(workdir) if workdir is not None else None
         return run_cluster(source, plan, c, sink)

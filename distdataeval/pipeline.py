@@ -66,6 +66,8 @@ class ClusterPlan:
     neighbor_factor: float = 1.2
     max_candidates: int = 40
     escalate: bool = True
+    n_clusters: int | None = None  # KMeans: the number of clusters (validated, < n)
+    n_init: int | str = "auto"
 
 
 class LowRecallWarning(UserWarning):
@@ -323,17 +325,56 @@ def min_cluster_size_for(n: int, n_clusters: int | None) -> int:
     return int(min(max(5, int(n * 0.05)), 100))
 
 
-def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | None = None) -> ClusterResult:
-    """Run validate -> k-NN -> MST -> tree -> (noise reassignment) on ``client``.
+@dataclass(frozen=True)
+class Prepared:
+    """Validated input: the source and its persisted, centred row blocks (``knn.blocks``)."""
 
-    With ``sink`` the k-NN graph and the MST are also written to that Zarr group.
-    """
-    timer = _Timer()
+    source: Source
+    blocks: list
+    row_chunks: tuple
+
+    @property
+    def n(self) -> int:
+        return self.source.n
+
+    @property
+    def d(self) -> int:
+        return self.source.d
+
+
+@dataclass(frozen=True, eq=False)
+class KnnGraph:
+    """Record of the k-NN stage: the graph (NumPy in exact mode, Dask otherwise) and diagnostics."""
+
+    k_neighbors: object
+    k_distances: object
+    method: str
+    recall: float | None = None
+    uncertified: int = 0
+    forest: object = None  # a running future of the reduced k-NN forest (set by knn_stage)
+
+    @classmethod
+    def from_store(cls, store: ResultStore, method: str, recall: float | None = None) -> "KnnGraph":
+        """Lazy arrays of a finished graph in ``store`` (a resumed run)."""
+        return cls(store.read_dask("k_neighbors"), store.read_dask("k_distances"), method, recall)
+
+
+@dataclass(frozen=True, eq=False)
+class Labels:
+    """Record of the labels stage (HDBSCAN tree or KMeans)."""
+
+    clusters: np.ndarray
+    membership: np.ndarray
+    noise: np.ndarray
+    raw_labels: np.ndarray
+    linkage: object
+    centers: np.ndarray | None = None
+
+
+def prepare(source: Source, plan: ClusterPlan, client, timer: _Timer | None = None) -> Prepared:
+    """Validate the input (one read: finiteness scan and column mean) and persist its row blocks."""
+    timer = timer or _Timer()
     x = source.data
-    n = source.n
-    k = min(MAX_NEIGHBORS, n - 1)
-    row_chunks = tuple(int(c) for c in x.chunks[0])
-
     with timer.stage("validate"):
         # one read of the data: the finiteness scan, the column mean and the prepared (centred)
         # blocks are persisted together; nothing is used before the scan has passed
@@ -343,14 +384,24 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
         persisted = client.persist([scan, *knn_exact.prepare_blocks(x, mean, keep_x64=plan.knn == "exact")])
         scan, blocks = persisted[0], persisted[1:]
         check_scan(source, client.compute(scan).result())
+    return Prepared(source, list(blocks), tuple(int(c) for c in x.chunks[0]))
 
+
+def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore | None = None,
+              timer: _Timer | None = None) -> KnnGraph:
+    """k = min(25, n - 1) nearest neighbours of every row (exact or approximate, ``plan.knn``).
+
+    With ``sink`` the graph is written to ``k_neighbors``/``k_distances`` (chunk-aligned, atomic).
+    """
+    timer = timer or _Timer()
+    n, k = prepared.n, min(MAX_NEIGHBORS, prepared.n - 1)
     with timer.stage("knn"):
         recall = None
         if plan.knn == "approx":
-            nbr, sqd, recall = _approx_knn(client, blocks, row_chunks, source.d, k, plan)
+            nbr, sqd, recall = _approx_knn(client, prepared.blocks, prepared.row_chunks, prepared.d, k, plan)
             n_uncert = 0
         else:
-            nbr, sqd, n_uncert = _exact_knn(client, blocks, row_chunks, source.d, k, timer)
+            nbr, sqd, n_uncert = _exact_knn(client, prepared.blocks, prepared.row_chunks, prepared.d, k, timer)
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
         del sqd  # the float64 squared distances are not needed any more (n x k x 8 bytes)
@@ -373,20 +424,35 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
             if plan.knn != "exact":
                 k_neighbors, k_distances = graph_store.read_dask("k_neighbors"), graph_store.read_dask("k_distances")
                 del nbr, dist
+    log.debug("k-NN graph of %d rows, k = %d", n, k)
+    return KnnGraph(k_neighbors, k_distances, plan.knn, recall, n_uncert, forest_future)
 
+
+def mst_stage(prepared: Prepared, graph: KnnGraph, plan: ClusterPlan, client, sink: ResultStore | None = None,
+              timer: _Timer | None = None) -> SpanningTree:
+    """Minimum spanning tree of the k-NN graph, its components bridged (exact: DataEval's rule and
+    order; approx: nearby-pair search). With ``sink`` it is written to ``mst/*``."""
+    timer = timer or _Timer()
+    n = prepared.n
     with timer.stage("mst"):
-        forest = forest_future.result()
+        if graph.forest is not None:
+            forest = graph.forest.result()
+        else:
+            forest = client.compute(knn_to_forest(graph.k_neighbors, graph.k_distances)).result()
         log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1 and plan.knn == "exact":
+            knn_pair = (np.asarray(graph.k_neighbors), np.asarray(graph.k_distances))
             # DataEval's rule and component order (all-pairs search, as DataEval does)
             forest, n_components, tiles = _bridge(
-                client, forest, blocks, source.d, row_chunks, n, timer, (k_neighbors, k_distances)
+                client, forest, prepared.blocks, prepared.d, prepared.row_chunks, n, timer, knn_pair
             )
             timer.timings["bridging_tiles"] = tiles[0]
             timer.timings["bridging_tiles_total"] = tiles[1]
         elif len(forest) < n - 1:
-            forest, n_components, rounds, pairs = _bridge_nearby_pairs(client, forest, blocks, row_chunks, n)
+            forest, n_components, rounds, pairs = _bridge_nearby_pairs(
+                client, forest, prepared.blocks, prepared.row_chunks, n
+            )
             timer.timings["bridging_rounds"] = rounds
             timer.timings["bridging_pairs"] = pairs
         edges = forest.sorted()
@@ -394,37 +460,76 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
             raise RuntimeError(f"MST has {len(edges)} edges for {n} points; expected {n - 1}")
         spanning = SpanningTree(edges.low, edges.high, edges.weight, n, n_components)
         if sink is not None:
-            chunk = max(row_chunks)
+            chunk = max(prepared.row_chunks)
             sink.write_numpy("mst/sources", spanning.sources, chunk)
             sink.write_numpy("mst/targets", spanning.targets, chunk)
             sink.write_numpy("mst/weights", spanning.weights, chunk)
+    return spanning
 
+
+def spanning_tree_from_store(store: ResultStore, n: int, n_knn_components: int = 1) -> SpanningTree:
+    """The MST written by :func:`mst_stage` to ``store`` (a resumed run)."""
+    get = lambda name: np.asarray(store.read_dask(name).compute())  # noqa: E731 - O(n) arrays
+    return SpanningTree(get("mst/sources"), get("mst/targets"), get("mst/weights"), n, n_knn_components)
+
+
+def labels_stage(prepared: Prepared, spanning: SpanningTree, plan: ClusterPlan, client,
+                 timer: _Timer | None = None) -> Labels:
+    """Cluster labels and membership strengths: the HDBSCAN tree (then the seeds' noise
+    reassignment) or KMeans; the single-linkage tree is computed in both cases, as DataEval does."""
+    timer = timer or _Timer()
+    x = prepared.source.data
     with timer.stage("tree"):
+        if plan.algorithm == "kmeans":
+            from distdataeval.kmeans import fit_kmeans
+            from distdataeval.tree import mst_to_linkage_tree
+
+            linkage = mst_to_linkage_tree(spanning)
+            fit = fit_kmeans(x, plan.n_clusters, n_init=plan.n_init, client=client)
+            labels = np.asarray(fit.labels, dtype=np.int64)
+            return Labels(labels, np.asarray(fit.membership, dtype=np.float32), np.zeros(prepared.n, dtype=bool),
+                          labels.copy(), linkage, np.asarray(fit.centers))
         tree = hdbscan_from_mst(spanning, plan.min_cluster_size, plan.max_cluster_size)
         raw = tree.labels
         noise = raw < 0
         labels = raw.copy()
+        centers = None
         if noise.all():
             labels[:] = 0  # DataEval's post-fix: all noise -> one cluster 0
         elif noise.any() and plan.reassign_noise:
             n_found = int(raw.max()) + 1
-            lab = da.from_array(raw, chunks=(row_chunks,))
+            lab = da.from_array(raw, chunks=(prepared.row_chunks,))
             centers, _ = client.compute(cluster_centers(x, lab, n_found)).result()
             labels = client.compute(reassign_noise_to_nearest_center(x, lab, centers)).result()
+    return Labels(np.asarray(labels, dtype=np.int64), np.asarray(tree.membership, dtype=np.float32), noise, raw,
+                  tree.linkage, centers)
 
-    log.info("cluster(): %d points, %d clusters, %d noise; %s", n, int(labels.max()) + 1, int(noise.sum()), timer.timings)
+
+def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | None = None) -> ClusterResult:
+    """Run validate -> k-NN -> MST -> labels (HDBSCAN tree or KMeans) on ``client``.
+
+    With ``sink`` the k-NN graph and the MST are also written to that Zarr group.
+    """
+    timer = _Timer()
+    prepared = prepare(source, plan, client, timer)
+    graph = knn_stage(prepared, plan, client, sink, timer)
+    spanning = mst_stage(prepared, graph, plan, client, sink, timer)
+    lab = labels_stage(prepared, spanning, plan, client, timer)
+    n = source.n
+    log.info("cluster(): %d points, %d clusters, %d noise; %s", n, int(lab.clusters.max()) + 1,
+             int(lab.noise.sum()), timer.timings)
     return ClusterResult(
-        clusters=np.asarray(labels, dtype=np.int64),
-        membership_strengths=np.asarray(tree.membership, dtype=np.float32),
-        k_neighbors=k_neighbors,
-        k_distances=k_distances,
+        clusters=lab.clusters,
+        membership_strengths=lab.membership,
+        k_neighbors=graph.k_neighbors,
+        k_distances=graph.k_distances,
         spanning_tree=spanning,
-        linkage=tree.linkage,
-        noise=noise,
-        raw_labels=raw,
+        linkage=lab.linkage,
+        noise=lab.noise,
+        raw_labels=lab.raw_labels,
         min_cluster_size=plan.min_cluster_size,
         knn_method=plan.knn,
-        knn_recall=recall,
-        n_knn_components=n_components,
-        timings=dict(timer.timings, knn_uncertified_rows=n_uncert),
+        knn_recall=graph.recall,
+        n_knn_components=spanning.n_knn_components,
+        timings=dict(timer.timings, knn_uncertified_rows=graph.uncertified),
     )

@@ -128,9 +128,10 @@ def test_min_cluster_size_rules(dask_client):
     assert min_cluster_size_for(103, 10) == 5
 
 
-def test_kmeans_not_yet(dask_client):
-    with pytest.raises(NotImplementedError, match="kmeans"):
-        dde.cluster(np.zeros((5, 2)), algorithm="kmeans")
+def test_kmeans_n_clusters_must_be_below_n(dask_client):
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    with pytest.raises(dde.InvalidParameterError, match="n_clusters=6 must be smaller than the number of samples"):
+        dde.cluster(x, algorithm="kmeans", n_clusters=6)
 
 
 def test_runs_on_the_default_client(dask_client):
