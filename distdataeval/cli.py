@@ -1,4 +1,4 @@
-"""Command line: ``distdataeval demo`` (and, later, ``distdataeval run``)."""
+"""Command line: ``distdataeval run`` (the batch job) and ``distdataeval demo``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,64 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _JsonLogHandler(logging.Handler):
+    """distdataeval's own log records and warnings as structured event lines."""
+
+    def __init__(self, events) -> None:
+        super().__init__(logging.INFO)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event = "warning" if record.levelno >= logging.WARNING else "log"
+            self.events.emit(event, record.getMessage().strip(), logger=record.name)
+        except Exception:  # noqa: BLE001 - logging never fails the job
+            self.handleError(record)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from distdataeval.job.progress import EventLog
+    from distdataeval.job.runner import main_error_line, run_job
+
+    events = EventLog(sys.stderr)
+    handler = _JsonLogHandler(events)
+    logging.captureWarnings(True)
+    for name, level in (("distdataeval", logging.INFO), ("py.warnings", logging.WARNING),
+                        ("distributed", logging.ERROR)):
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        lg.setLevel(level)
+        lg.propagate = False
+    try:
+        summary = run_job(args.input, args.output, profile=args.profile, overrides=args.set or [],
+                          overwrite=args.overwrite, quiet=args.quiet, stream=sys.stderr)
+    except KeyboardInterrupt:
+        print("distdataeval run: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line, no traceback (the log has the stage)
+        print(main_error_line(exc), file=sys.stderr)
+        return 1
+    if not args.quiet:
+        counts = summary["counts"]
+        print(f"distdataeval run: {counts['rows']:,} rows, {counts.get('clusters')} clusters, "
+              f"{counts.get('noise')} HDBSCAN noise; k-NN {summary['knn']['method']}"
+              + (f" (recall {summary['knn']['recall']:.3f})" if summary["knn"].get("recall") is not None else "")
+              + f"; results in {summary['output']}" + (f"; report {summary['report']}" if summary.get("report") else ""))
+    return 0
+
+
+def add_run_parser(sub) -> None:
+    """The ``run`` subcommand's arguments."""
+    run = sub.add_parser("run", help="run the batch job: Zarr in, Zarr out, summary.json and report.html")
+    run.add_argument("--profile", default=None, help="profile YAML (conf/<name>.yaml); default: local cluster")
+    run.add_argument("--input", required=True, help="input Zarr store, or store/array")
+    run.add_argument("--output", required=True, help="output Zarr store (a local directory)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key (repeatable)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the output of a different job (a rerun of the same job resumes without it)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars: structured log lines only")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``distdataeval`` command."""
     from distdataeval import __version__
@@ -52,7 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--d", type=int, default=32, help="dimension (default 32)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    add_run_parser(sub)
+    from distdataeval.job.render import add_parser as add_render_parser
+
+    add_render_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "render":
+        return args.handler(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if not args.verbose:
         for handler in logging.root.handlers:  # Dask's own INFO chatter is not for this screen
