@@ -213,7 +213,7 @@ class Profile:
             image=opts["image"],
             n_workers=opts["n_workers"],
             resources=opts["resources"] or None,
-            env={k: str(v) for k, v in opts["env"].items()} or None,
+            env={k: str(v) for k, v in opts["env"].items()},
             worker_command=opts["worker_command"],
             scheduler_service_type=opts["scheduler_service_type"],
             idle_timeout=opts["idle_timeout"],
