@@ -1,0 +1,132 @@
+"""Label-masked exact k-NN over Dask row blocks (graph building only; kernels in
+:mod:`distdataeval.evaluators._search_kernels`).
+
+Used where the shared 25-NN graph of :func:`distdataeval.cluster` cannot answer: per-class
+(intra / extra) neighbours for :func:`distdataeval.label_errors`, and k-th neighbour distances
+against a reference set (or beyond the graph's width) for :class:`distdataeval.Prioritize`.
+
+One task scans one query block against a group of reference blocks (at most ``GROUP_BYTES`` of
+float64 rows); a query block's groups are merged by one more task. No task holds more than a
+``QUERY_SLAB x REF_SLAB`` distance slab, so nothing n x n ever exists. Cost: O(n_q n_r d) work
+spread over the workers, as for the exact search of ``cluster()``.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from distdataeval.evaluators import _search_kernels as K
+from distdataeval.runtime.threads import limit_threads
+
+GROUP_BYTES = 256 << 20
+
+
+def _offsets(chunks: tuple) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
+
+
+def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | None = None) -> list:
+    """One Delayed :class:`~distdataeval.evaluators._search_kernels.SearchBlock` per row block.
+
+    Parameters
+    ----------
+    x : dask array, shape (n, d), one chunk along d
+    centre : ndarray of float64, shape (d,)
+        Subtracted from every row (the same vector for queries and references).
+    labels : ndarray of int64, shape (n,), optional
+        Per-row labels (needed by the ``"same"`` / ``"other"`` modes).
+    """
+    offsets = _offsets(x.chunks[0])
+    prep = dask.delayed(K.prepare_search_block, pure=True)
+    token = dask.base.tokenize(x.name, centre, labels)
+    return [
+        prep(b, int(o), centre, None if labels is None else labels[o : o + m], dask_key_name=f"msearch-prep-{token}-{i}")
+        for i, (b, o, m) in enumerate(zip(x.to_delayed().ravel(), offsets, x.chunks[0]))
+    ]
+
+
+def _groups(row_chunks: tuple, d: int) -> list:
+    groups, current, size = [], [], 0
+    for j, m in enumerate(row_chunks):
+        b = m * (8 * d + 16)
+        if current and size + b > GROUP_BYTES:
+            groups.append(current)
+            current, size = [], 0
+        current.append(j)
+        size += b
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _tile(q, refs, k, modes, exclude_self):
+    with limit_threads(1):
+        return K.search_tile(q, refs, k, modes, exclude_self)
+
+
+def _merge(parts, k):
+    return tuple(K.merge_neighbours([p[t] for p in parts], k) for t in range(len(parts[0])))
+
+
+def masked_knn(
+    queries: list,
+    query_chunks: tuple,
+    refs: list,
+    ref_chunks: tuple,
+    k: int,
+    modes: tuple = ("all",),
+    *,
+    d: int,
+    exclude_self: bool,
+) -> list:
+    """Lazy k nearest admissible references of every query row, per mode.
+
+    Parameters
+    ----------
+    queries, refs : list of Delayed SearchBlock
+        From :func:`prepare_search_blocks` (the same list twice for a self-search).
+    query_chunks, ref_chunks : tuple of int
+        Rows per block.
+    k : int
+        Neighbours per row and mode (rows with fewer admissible references are padded with
+        id -1 and distance inf).
+    modes : tuple of {"all", "same", "other"}
+    d : int
+        Dimension (sizes the groups of reference blocks one task scans).
+    exclude_self : bool
+        Queries and references are the same rows (a row never neighbours itself).
+
+    Returns
+    -------
+    list of Delayed
+        One per query block: a tuple of :class:`~distdataeval.evaluators._search_kernels.Neighbours`,
+        one per mode.
+    """
+    for mode in modes:
+        if mode not in K.MODES:
+            raise ValueError(f"unknown search mode {mode!r}")
+    token = dask.base.tokenize(queries, refs, k, modes, exclude_self)
+    tile = dask.delayed(_tile, pure=True)
+    merge = dask.delayed(_merge, pure=True)
+    out = []
+    for qi, q in enumerate(queries):
+        parts = [
+            tile(q, [refs[j] for j in group], k, modes, exclude_self, dask_key_name=f"msearch-tile-{token}-{qi}-{g}")
+            for g, group in enumerate(_groups(ref_chunks, d))
+        ]
+        out.append(parts[0] if len(parts) == 1 else merge(parts, k, dask_key_name=f"msearch-merge-{token}-{qi}"))
+    return out
+
+
+def kth_distance(neighbours: list, query_chunks: tuple, column: int, mode: int = 0) -> da.Array:
+    """float64 (n,) Euclidean distance of column ``column`` of mode ``mode`` of each query row."""
+    pick = dask.delayed(_column, pure=True)
+    return da.concatenate(
+        [da.from_delayed(pick(nb, mode, column), shape=(m,), dtype=np.float64) for nb, m in zip(neighbours, query_chunks)]
+    )
+
+
+def _column(nb, mode: int, column: int) -> np.ndarray:
+    return np.sqrt(nb[mode].sqdist[:, column])

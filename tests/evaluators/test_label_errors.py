@@ -1,0 +1,187 @@
+"""label_errors: DataEval 1.1.4 goldens (spec 9.4) and an independent brute-force reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from distdataeval import InvalidInputError, InvalidParameterError, label_errors
+from distdataeval.evaluators._label_error_kernels import suggest, vote_weights
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+
+def _golden(sid: str):
+    return np.load(GOLDEN / f"le_{sid}.npz")
+
+
+def _golden_errors(f) -> dict:
+    return {
+        int(i): (int(lab), [int(s) for s in sug if s >= 0])
+        for i, lab, sug in zip(f["error_ids"], f["error_labels"], f["error_suggestions"])
+    }
+
+
+def brute_label_errors(x: np.ndarray, y: np.ndarray, k: int):
+    """Spec section 6 written directly: dense per-class distance matrices, one class at a time."""
+    classes, counts = np.unique(y, return_counts=True)
+    k_eff = min(k, counts[counts >= 2].min() - 1)
+    scores = np.zeros(len(y))
+    nbr_labels = {}
+    for lab in classes:
+        a = np.flatnonzero(y == lab)
+        b = np.flatnonzero(y != lab)
+        if a.size == 1:
+            intra = np.full(1, np.inf)
+        else:
+            d_aa = cdist(x[a], x[a])
+            np.fill_diagonal(d_aa, np.inf)
+            intra = np.sort(d_aa, axis=1)[:, :k_eff].mean(axis=1)
+        d_ab = cdist(x[a], x[b])
+        order = np.argsort(d_ab, axis=1, kind="stable")[:, :k_eff]
+        extra = np.take_along_axis(d_ab, order, axis=1).mean(axis=1)
+        scores[a] = intra / extra
+        for row, i in enumerate(a):
+            nbr_labels[i] = y[b[order[row]]]
+    errors = {}
+    for i in np.flatnonzero(scores >= 1.0):
+        labs = nbr_labels[i]
+        w = np.ceil((k_eff - np.arange(k_eff)) / 3.0)
+        conf = {c: w[labs == c].sum() / w.sum() for c in np.unique(labs)}
+        ranked = sorted(conf, key=lambda c: (-conf[c], c))
+        top1 = ranked[0]
+        second = conf[ranked[1]] if len(ranked) > 1 else 0.0
+        if conf[top1] < 0.4:
+            sug = []
+        elif conf[top1] - second < 0.2:
+            sug = [int(top1), int(ranked[1])]
+        else:
+            sug = [int(top1)]
+        errors[int(i)] = (int(y[i]), sug)
+    return scores.astype(np.float32), errors, k_eff
+
+
+@pytest.mark.parametrize("sid", ["LE1", "LE2", "LE3"])
+def test_dataeval_goldens(dask_client, sid):
+    f = _golden(sid)
+    k = int(f["k"])
+    out = label_errors(f["E"], f["y"], **({} if k < 0 else {"k": k}), chunk_rows=32)
+    assert out.errors == _golden_errors(f)
+    np.testing.assert_allclose(out.scores, f["scores"], rtol=1e-5)
+    np.testing.assert_array_equal(out.error_rank, f["error_rank"])  # the recipe has no score ties
+    assert out["errors"] is out.errors and set(out) == {"errors", "error_rank", "scores"}
+
+
+def test_le1_spec_values(dask_client):
+    """The numbers quoted in spec 9.4 LE1 (k_eff = 29)."""
+    f = _golden("LE1")
+    out = label_errors(f["E"], f["y"])
+    assert out.k == 29
+    np.testing.assert_allclose(out.scores[[0, 31, 62]], [4.3533, 7.9456, 6.7345], atol=1e-4)
+    assert out.error_rank[:8].tolist() == [31, 62, 0, 65, 38, 79, 58, 25]
+
+
+def test_le3_midpoint_not_flagged(dask_client):
+    f = _golden("LE3")
+    out = label_errors(f["E"], f["y"], k=10)
+    assert out.scores[90] == pytest.approx(0.9328, abs=1e-4)
+    assert 90 not in out.errors
+
+
+def test_le4_single_class_is_a_clear_error(dask_client):
+    f = _golden("LE4")
+    assert str(f["error"]) == "IndexError"  # DataEval crashed
+    with pytest.raises(InvalidInputError, match="at least 2 classes"):
+        label_errors(f["E"], f["y"])
+
+
+def test_le5_singleton_class_rule(dask_client):
+    """DataEval crashed (k_eff = 0); here the singleton is scored inf and reported with its
+    extra-class suggestion, and every other sample matches the brute-force reference."""
+    f = _golden("LE5")
+    assert str(f["error"]) == "InvalidParameterError"
+    x, y = f["E"], f["y"]
+    out = label_errors(x, y, chunk_rows=40)
+    ref_scores, ref_errors, k_eff = brute_label_errors(x, y, 50)
+    assert out.k == k_eff == 28
+    assert np.isinf(out.scores[5]) and out.error_rank[0] == 5
+    assert out.errors[5] == (3, [0])
+    assert out.errors == ref_errors
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=1e-5)
+
+
+def test_many_blocks_match_brute_force(dask_client):
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 3, (5, 6))
+    y = rng.integers(0, 5, 2500)
+    x = (centres[y] + rng.normal(0, 1.5, (2500, 6))).astype(np.float32)
+    noisy = y.copy()
+    flip = rng.choice(2500, 60, replace=False)
+    noisy[flip] = (noisy[flip] + rng.integers(1, 5, 60)) % 5
+    out = label_errors(x, noisy, k=12, chunk_rows=300)
+    ref_scores, ref_errors, _ = brute_label_errors(x.astype(np.float64), noisy, 12)
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=1e-5)
+    assert out.errors == ref_errors
+    assert len(ref_errors) > 20  # the flips are found, and suggestions exist
+    assert np.mean([i in set(flip.tolist()) for i in out.errors]) > 0.8
+
+
+def test_arbitrary_integer_labels_are_kept(dask_client):
+    f = _golden("LE1")
+    names = np.array([-7, 10, 300])
+    out = label_errors(f["E"], names[f["y"]], chunk_rows=32)
+    assert out.errors == {i: (int(names[a]), [int(names[s]) for s in sug]) for i, (a, sug) in _golden_errors(f).items()}
+
+
+def test_suggestion_rule_on_crafted_votes():
+    w = vote_weights(6)
+    assert w.tolist() == [2, 2, 2, 1, 1, 1]  # ceil((6 - r) / 3); total 9
+    votes = np.array(
+        [
+            [4, 4, 4, 4, 4, 4],  # one class -> [4]
+            [1, 1, 2, 1, 1, 2],  # 1: 6/9, 2: 3/9 -> gap 1/3 -> [1]
+            [1, 2, 3, 1, 2, 3],  # 3/9 each -> below 0.4 -> []
+            [1, 2, 2, 1, 3, 3],  # 2: 4/9, 1: 3/9 -> gap 1/9 -> [2, 1]
+            [1, 2, 1, 1, 2, 2],  # 1: 5/9, 2: 4/9 -> [1, 2]
+            [-1, -1, -1, -1, -1, -1],  # no extra-class neighbour -> []
+        ]
+    )
+    assert suggest(votes).tolist() == [[4, -1], [1, -1], [-1, -1], [2, 1], [1, 2], [-1, -1]]
+
+
+class TestErrors:
+    def test_wrong_label_length(self, dask_client):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidInputError, match="labels has 19 entries but embeddings have 20"):
+            label_errors(x, np.arange(19) % 2)
+
+    def test_non_integer_labels(self, dask_client):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidInputError, match="integer class ids, got dtype float64"):
+            label_errors(x, (np.arange(20) % 2).astype(float))
+
+    def test_two_dimensional_labels(self, dask_client):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidInputError, match="1-D"):
+            label_errors(x, np.zeros((20, 1), dtype=int))
+
+    @pytest.mark.parametrize("k", [20, 25])
+    def test_k_at_least_n(self, dask_client, k):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidParameterError, match="k must be < the number of samples n = 20"):
+            label_errors(x, np.arange(20) % 2, k=k)
+
+    @pytest.mark.parametrize("k", [0, -3, 2.5, True])
+    def test_bad_k(self, dask_client, k):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidParameterError, match="k must be"):
+            label_errors(x, np.arange(20) % 2, k=k)
+
+    def test_nan_embeddings(self, dask_client):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        x[4, 1] = np.nan
+        with pytest.raises(InvalidInputError, match="NaN"):
+            label_errors(x, np.arange(20) % 2)
