@@ -15,6 +15,8 @@ from distdataeval.errors import (
     StoreNotFoundError,
     UnknownParameterError,
 )
+from distdataeval.evaluators.label_errors import LabelErrorResult, label_errors
+from distdataeval.evaluators.prioritize import Prioritize, PrioritizeOutput
 from distdataeval.io.source import HighDimensionWarning
 from distdataeval.result import ClusterResult
 from distdataeval.stats import ClusterStats, cluster_stats
@@ -30,9 +32,13 @@ __all__ = [
     "IndexOverflowError",
     "InvalidInputError",
     "InvalidParameterError",
+    "LabelErrorResult",
+    "Prioritize",
+    "PrioritizeOutput",
     "StoreNotFoundError",
     "UnknownParameterError",
     "cluster",
     "cluster_stats",
     "config",
+    "label_errors",
 ]
