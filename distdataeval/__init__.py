@@ -15,7 +15,9 @@ from distdataeval.errors import (
     StoreNotFoundError,
     UnknownParameterError,
 )
+from distdataeval.evaluators.duplicates import Duplicates, DuplicatesOutput
 from distdataeval.evaluators.label_errors import LabelErrorResult, label_errors
+from distdataeval.evaluators.outliers import Outliers, OutliersOutput
 from distdataeval.evaluators.prioritize import Prioritize, PrioritizeOutput
 from distdataeval.io.source import HighDimensionWarning
 from distdataeval.result import ClusterResult
@@ -28,11 +30,15 @@ __all__ = [
     "ClusterStats",
     "CorruptStoreError",
     "DistDataEvalError",
+    "Duplicates",
+    "DuplicatesOutput",
     "HighDimensionWarning",
     "IndexOverflowError",
     "InvalidInputError",
     "InvalidParameterError",
     "LabelErrorResult",
+    "Outliers",
+    "OutliersOutput",
     "Prioritize",
     "PrioritizeOutput",
     "StoreNotFoundError",

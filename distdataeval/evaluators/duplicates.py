@@ -31,7 +31,7 @@ import numpy as np
 from distdataeval import _stats_kernels as SK
 from distdataeval.errors import InvalidInputError, InvalidParameterError
 from distdataeval.evaluators import _hashing as H
-from distdataeval.evaluators.outliers import dataeval_labels
+from distdataeval.evaluators.outliers import check_cluster_options, dataeval_labels
 
 NEAR_METHODS = ("nn", "mst")
 _FAN_IN = 8
@@ -315,6 +315,7 @@ class Duplicates:
         self.exact = bool(exact)
         self.near = bool(near)
         self.cluster_sensitivity = _check_sensitivity(cluster_sensitivity)
+        check_cluster_options(cluster_algorithm, n_clusters, knn)
         self.cluster_algorithm = cluster_algorithm
         self.n_clusters = n_clusters
         self.knn = knn

@@ -43,6 +43,19 @@ def dataeval_labels(result) -> np.ndarray:
     return np.where(noise, -1, clusters)
 
 
+def check_cluster_options(cluster_algorithm, n_clusters, knn) -> None:
+    """Validate the options an evaluator passes on to ``cluster()`` when it is constructed."""
+    from distdataeval.api import ALGORITHMS, KNN_METHODS
+
+    if cluster_algorithm not in ALGORITHMS:
+        raise InvalidParameterError(f"cluster_algorithm must be one of {ALGORITHMS}, got {cluster_algorithm!r}")
+    if knn not in KNN_METHODS:
+        raise InvalidParameterError(f"knn must be one of {KNN_METHODS}, got {knn!r}")
+    if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer))
+                                   or n_clusters < 1):
+        raise InvalidParameterError(f"n_clusters must be None or an int >= 1, got {n_clusters!r}")
+
+
 def _check_multiplier(name: str, m) -> float:
     if isinstance(m, bool) or not isinstance(m, (int, float, np.integer, np.floating)) or not np.isfinite(m) or m < 0:
         raise InvalidParameterError(f"{name} must be a finite number >= 0, got {m!r}")
@@ -262,6 +275,7 @@ class Outliers:
     def __init__(self, n_std: float = 3.0, cluster_threshold=None, cluster_algorithm: str = "hdbscan",
                  n_clusters: int | None = None, knn: str = "auto", client=None):
         self.rule, self.multiplier = resolve_threshold(cluster_threshold, n_std)
+        check_cluster_options(cluster_algorithm, n_clusters, knn)
         self.n_std = n_std
         self.cluster_threshold = cluster_threshold
         self.cluster_algorithm = cluster_algorithm

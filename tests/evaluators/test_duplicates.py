@@ -238,3 +238,12 @@ class TestErrors:
         out = Duplicates(near=False).evaluate(np.eye(4))
         with pytest.raises(InvalidParameterError, match="needs near duplicates"):
             out.with_sensitivity(1.0)
+
+    @pytest.mark.parametrize("kwargs,match", [
+        ({"cluster_algorithm": "dbscan"}, "cluster_algorithm must be one of"),
+        ({"knn": "fast"}, "knn must be one of"),
+        ({"n_clusters": 0}, "n_clusters must be None or an int >= 1"),
+    ])
+    def test_bad_cluster_options(self, kwargs, match):
+        with pytest.raises(InvalidParameterError, match=match):
+            Duplicates(**kwargs)

@@ -160,3 +160,12 @@ class TestErrors:
     def test_not_a_result(self):
         with pytest.raises(InvalidInputError, match="must be a ClusterResult"):
             Outliers().from_clusters(np.zeros((3, 2)), np.zeros(3))
+
+    @pytest.mark.parametrize("kwargs,match", [
+        ({"cluster_algorithm": "dbscan"}, "cluster_algorithm must be one of"),
+        ({"knn": "fast"}, "knn must be one of"),
+        ({"n_clusters": 0}, "n_clusters must be None or an int >= 1"),
+    ])
+    def test_bad_cluster_options(self, kwargs, match):
+        with pytest.raises(InvalidParameterError, match=match):
+            Outliers(**kwargs)
