@@ -261,17 +261,34 @@ class Profile:
                 silence_logs=logging.ERROR,
             )
 
-    def _start_jobqueue(self, security):
+    def jobqueue_cluster(self):
+        """dask-jobqueue's ``SLURMCluster`` / ``PBSCluster`` of the ``slurm`` / ``pbs`` section,
+        with no worker job submitted yet (its scheduler runs in this process).
+
+        Keys left null fall back to dask-jobqueue's own config (``jobqueue.slurm.*``), then its
+        defaults; ``python`` null is this interpreter.
+
+        Returns
+        -------
+        dask_jobqueue.SLURMCluster or dask_jobqueue.PBSCluster
+        """
+        if self.kind not in ("slurm", "pbs"):
+            raise InvalidParameterError(f"profile {self.source} has cluster.kind {self.kind!r}, not slurm or pbs")
         jobqueue = self._require("dask_jobqueue")
         opts = self.cluster_options
-        n_workers = opts.pop("n_workers")
+        opts.pop("n_workers")
         opts["python"] = opts["python"] or sys.executable
         kwargs = {k: v for k, v in opts.items() if v is not None}
-        cls = jobqueue.SLURMCluster if self.kind == "slurm" else jobqueue.PBSCluster
+        security = self.security()
         if security is not None:
             kwargs["security"] = security
             kwargs["protocol"] = "tls://"
-        cluster = cls(**kwargs)
+        cls = jobqueue.SLURMCluster if self.kind == "slurm" else jobqueue.PBSCluster
+        return cls(**kwargs)
+
+    def _start_jobqueue(self):
+        cluster = self.jobqueue_cluster()
+        n_workers = self.cluster_options["n_workers"]
         cluster.scale(n=n_workers)
         return cluster, n_workers
 
@@ -303,7 +320,7 @@ class Profile:
         if self.kind == "local":
             cluster = self._start_local(security)
         elif self.kind in ("slurm", "pbs"):
-            cluster, wait = self._start_jobqueue(security)
+            cluster, wait = self._start_jobqueue()
         elif self.kind == "kubernetes":
             cluster, wait = self._start_kubernetes()
         try:

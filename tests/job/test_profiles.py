@@ -289,6 +289,14 @@ class TestSecurity:
             assert client.scheduler.address.startswith("tls://127.0.0.1:")
             assert all(w.startswith("tls://127.0.0.1:") for w in client.scheduler_info()["workers"])
             assert client.submit(sum, [1, 2, 3]).result() == 6
+            # an address profile with the same TLS settings connects; one without them cannot
+            address = client.scheduler.address
+            with load_profile("address", [f"cluster.address.address={address}", *sets[:2],
+                                          f"security.tls-client-cert={cert}", f"security.tls-client-key={key}"]).client() as other:
+                assert other.submit(sum, [4, 5]).result() == 9
+            with pytest.raises(Exception):  # noqa: B017 - distributed raises TypeError/OSError by version
+                with load_profile("address", [f"cluster.address.address={address}", "cluster.address.timeout=3s"]).client():
+                    pass
 
 
 class TestClients:
@@ -370,3 +378,101 @@ class TestClients:
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
         assert out.strip() == "[]"
+
+
+class TestJobqueue:
+    """The slurm / pbs sections reach dask-jobqueue: its own worker job scripts, line by line
+    (the scheduler starts in this process on loopback; no job is submitted)."""
+
+    def test_slurm_worker_job_script(self, tmp_path):
+        profile = load_profile(ROOT / "conf/slurm.yaml", [
+            "cluster.slurm.scheduler-options={host: 127.0.0.1, dashboard_address: null}",
+            "cluster.slurm.queue=compute", "cluster.slurm.account=proj1",
+            "cluster.slurm.job-extra-directives=[--exclusive]",
+            "cluster.slurm.job-script-prologue=[module load python]",
+            f"cluster.slurm.log-directory={tmp_path}",
+            "cluster.slurm.worker-extra-args=[--lifetime, 55m]",
+            "cluster.slurm.cores=2", "cluster.slurm.processes=2", "cluster.slurm.memory=3GiB",
+        ])
+        with profile.jobqueue_cluster() as cluster:
+            lines = [line for line in cluster.job_script().splitlines() if line]
+            address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        assert lines[:-1] == [
+            "#!/usr/bin/env bash",
+            "#SBATCH -J dask-worker",
+            f"#SBATCH -e {tmp_path}/dask-worker-%J.err",
+            f"#SBATCH -o {tmp_path}/dask-worker-%J.out",
+            "#SBATCH -p compute",
+            "#SBATCH -A proj1",
+            "#SBATCH -n 1",
+            "#SBATCH --cpus-per-task=2",
+            "#SBATCH --mem=3G",
+            "#SBATCH -t 01:00:00",
+            "#SBATCH --exclusive",
+            "module load python",
+        ]
+        assert lines[-1].split() == [
+            sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", "dummy-name",
+            "--nthreads", "1", "--memory-limit", "1.50GiB", "--nworkers", "2", "--nanny", "--death-timeout", "60",
+            "--lifetime", "55m",
+        ]
+
+    def test_pbs_worker_job_script(self):
+        profile = load_profile(ROOT / "conf/pbs.yaml", [
+            "cluster.pbs.scheduler-options={host: 127.0.0.1, dashboard_address: null}",
+            "cluster.pbs.queue=workq", "cluster.pbs.account=proj1",
+            "cluster.pbs.resource-spec=select=1:ncpus=1:mem=2GB",
+            "cluster.pbs.job-extra-directives=[-m abe]",
+            "cluster.pbs.walltime='00:20:00'",
+        ])
+        with profile.jobqueue_cluster() as cluster:
+            lines = [line for line in cluster.job_script().splitlines() if line]
+            address = cluster.scheduler_address
+        assert lines[:-1] == [
+            "#!/usr/bin/env bash",
+            "#PBS -N dask-worker",
+            "#PBS -q workq",
+            "#PBS -A proj1",
+            "#PBS -l select=1:ncpus=1:mem=2GB",
+            "#PBS -l walltime=00:20:00",
+            "#PBS -m abe",
+        ]
+        assert lines[-1].split() == [
+            sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", "dummy-name",
+            "--nthreads", "1", "--memory-limit", "2.00GiB", "--nanny", "--death-timeout", "60",
+        ]
+
+    def test_not_a_jobqueue_profile(self):
+        with pytest.raises(InvalidParameterError, match="has cluster.kind 'local', not slurm or pbs"):
+            load_profile("local").jobqueue_cluster()
+
+
+def test_kubernetes_client_hands_the_spec_to_kubecluster(monkeypatch):
+    """Without a Kubernetes cluster: KubeCluster receives the make_cluster_spec resource and the
+    namespace; the client waits for the profile's worker count and closes the cluster."""
+    import dask_kubernetes.operator as operator
+
+    seen = {}
+
+    class FakeKubeCluster:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            from distributed import LocalCluster
+
+            self._local = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+
+        def __getattr__(self, name):  # the rest of the Cluster interface Client uses
+            return getattr(self._local, name)
+
+        def close(self):
+            seen["closed"] = True
+            self._local.close()
+
+    monkeypatch.setattr(operator, "KubeCluster", FakeKubeCluster)
+    profile = load_profile("kubernetes", ["cluster.kubernetes.namespace=ml", "cluster.kubernetes.n-workers=1"])
+    with profile.client() as client:
+        assert client.submit(lambda: 2 * 21).result() == 42
+    assert seen["custom_cluster_spec"] == profile.kubernetes_cluster_spec()
+    assert seen["namespace"] == "ml" and seen["shutdown_on_close"] is True
+    assert seen["closed"] is True
