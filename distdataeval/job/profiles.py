@@ -240,6 +240,7 @@ class Profile:
 
     def _start_local(self, security):
         import dask
+        from dask.system import CPU_COUNT  # cores this process may use (affinity, cgroup quota)
         from distributed import LocalCluster
 
         from distdataeval.runtime.client import _restored_environ, _worker_environ
@@ -250,7 +251,7 @@ class Profile:
         saved = {key: os.environ.get(key) for key in environ}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _restored_environ(saved):
             return LocalCluster(
-                n_workers=opts["n_workers"] or max(1, os.cpu_count() or 1),
+                n_workers=opts["n_workers"] or max(1, CPU_COUNT // threads),
                 threads_per_worker=threads,
                 processes=True,
                 host="127.0.0.1",
