@@ -15,6 +15,7 @@ from distdataeval.errors import (
     StoreNotFoundError,
     UnknownParameterError,
 )
+from distdataeval.evaluators.clusterer import Clusterer
 from distdataeval.evaluators.duplicates import Duplicates, DuplicatesOutput
 from distdataeval.evaluators.label_errors import LabelErrorResult, label_errors
 from distdataeval.evaluators.outliers import Outliers, OutliersOutput
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClusterResult",
+    "Clusterer",
     "ClusterStats",
     "CorruptStoreError",
     "DistDataEvalError",
