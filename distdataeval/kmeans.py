@@ -1,0 +1,292 @@
+"""KMeans on a Dask array: k-means++ seeding on a sample, then Lloyd iterations as map-reduce.
+
+Why not ``dask_ml.cluster.KMeans`` (the brief's starting point)? Measured here on blobs,
+100k x 64, 2 worker processes (``benchmarks/bench_kmeans.py``; figures in the module's report and
+``benchmarks/README.md``): dask-ml 2025.1.0 imports and runs with dask 2026.8 / scikit-learn 1.9,
+but its k-means|| initialisation with the default ``oversampling_factor=2`` finds far fewer than k
+candidates and fills the rest at random, its ``init="k-means++"`` fails (it calls a private
+scikit-learn function with an old signature), and each Lloyd step builds an (rows x K) distance
+block per chunk. The parts are therefore replaced behind one function:
+
+* **initialisation**: scikit-learn's KMeans (greedy k-means++, ``SAMPLE_INITS`` = 3 inits of at
+  most ``SAMPLE_MAX_ITER`` = 30 Lloyd steps, the lowest-inertia one kept) on a seeded uniform sample
+  of ``max(20_000, 8 K)`` rows (all rows when fewer), run in one worker task. A single k-means++
+  draw, whether on the full data (as DataEval's scikit-learn call does) or on a sample, misses a
+  well-separated blob about once in 20 draws at K = 50 (measured: 2 of 12 seeds), which no Lloyd
+  step can repair (inertia 1.4x); three refined draws on the sample make that rare;
+* **Lloyd iterations**: one Dask graph per iteration over the row blocks: each block finds its
+  rows' nearest centres with a GEMM tiled over rows *and* centres (scratch bounded by
+  :data:`distdataeval.kmeans_kernels.TILE_ELEMENTS`, whatever K), and returns per-centre sums and
+  counts; a fixed-shape tree reduction sums them (fixed order: bit-identical results for the same
+  input, seed and chunking); the driver updates the (K, d) centres. Convergence as scikit-learn:
+  total squared centre shift <= ``tol * mean(var(x, axis=0))``; at most ``max_iter`` iterations;
+* **empty clusters**: re-seeded, as scikit-learn does, on the rows farthest from their centres
+  (ties by row index), so the result is deterministic;
+* a final assignment pass gives labels and exact distances (from the difference, so a row equal
+  to its centre is at distance 0).
+
+All work is on mean-centred rows (as scikit-learn does) for accurate GEMM-form distances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from distdataeval.config import rng_for
+from distdataeval.errors import InvalidInputError, InvalidParameterError
+from distdataeval import kmeans_kernels as kk
+
+__all__ = ["KMeansFit", "fit_kmeans", "membership_from_distances"]
+
+SAMPLE_MIN_ROWS = 20_000
+SAMPLE_ROWS_PER_CLUSTER = 8
+SAMPLE_INITS = 3
+SAMPLE_MAX_ITER = 30
+TREE_FAN_IN = 8
+MAX_FAR_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class KMeansFit:
+    """The result of :func:`fit_kmeans`.
+
+    Attributes
+    ----------
+    labels : ndarray of int64, shape (n,)
+        Cluster of each row, ``0..K-1``; never -1.
+    centers : ndarray of float64, shape (K, d)
+        Final centres (a centre that never owned a row keeps its last position).
+    membership : ndarray of float32, shape (n,)
+        ``1 - dist_i / max_j dist_j`` with the **global** max (DataEval, spec §2.3); all 1.0 when the
+        max is 0.
+    inertia : float
+        Sum of squared distances of the rows to their assigned centre.
+    n_iter : int
+        Lloyd iterations of the kept initialisation.
+    """
+
+    labels: np.ndarray
+    centers: np.ndarray
+    membership: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+def membership_from_distances(dist: np.ndarray) -> np.ndarray:
+    """DataEval's KMeans membership strength: ``1 - dist / max(dist)``, float32, all 1.0 if max is 0.
+
+    Parameters
+    ----------
+    dist : ndarray, shape (n,)
+        Distance of each row to its assigned centre.
+
+    Returns
+    -------
+    ndarray of float32, shape (n,)
+
+    Examples
+    --------
+    >>> membership_from_distances(np.array([0.0, 1.0, 2.0])).tolist()
+    [1.0, 0.5, 0.0]
+    """
+    d32 = np.asarray(dist, dtype=np.float32)
+    top = d32.max() if d32.size else np.float32(0)
+    if top == 0:
+        return np.ones(d32.shape, dtype=np.float32)
+    return (np.float32(1) - d32 / top).astype(np.float32)
+
+
+def _n_runs(n_init: int | str) -> int:
+    if isinstance(n_init, str):
+        if n_init != "auto":
+            raise InvalidParameterError(f"n_init must be 'auto' or a positive int, got {n_init!r}")
+        return 1  # scikit-learn: 'auto' with k-means++ means one initialisation
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise InvalidParameterError(f"n_init must be 'auto' or a positive int, got {n_init!r}")
+    return int(n_init)
+
+
+def _check(x, n_clusters: int, max_iter: int, tol: float) -> None:
+    if getattr(x, "ndim", None) != 2:
+        raise InvalidInputError(f"x must be a 2-D (n, d) Dask array, got shape {getattr(x, 'shape', None)}")
+    n = x.shape[0]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise InvalidParameterError(f"n_clusters must be an int, got {n_clusters!r}")
+    if not 1 <= n_clusters < n:
+        raise InvalidParameterError(f"n_clusters must satisfy 1 <= n_clusters < n = {n}, got {n_clusters}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise InvalidParameterError(f"max_iter must be a positive int, got {max_iter!r}")
+    if not (isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol >= 0):
+        raise InvalidParameterError(f"tol must be a finite number >= 0, got {tol!r}")
+
+
+def sample_size(n: int, n_clusters: int) -> int:
+    """Rows drawn for the seeding: ``min(n, max(20_000, 8 K))``."""
+    return min(n, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_CLUSTER * n_clusters))
+
+
+def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Initial centres: scikit-learn KMeans (k-means++, ``SAMPLE_INITS`` inits) on a row sample.
+
+    Runs in a worker task. Returns the centred centres, float64 (K, d). A sample with fewer
+    distinct rows than K gives duplicate centres (scikit-learn warns; the warning is dropped here,
+    the full-data fit handles it).
+    """
+    import warnings
+
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    xs = np.asarray(sample, dtype=np.float64) - mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=n_clusters, init="k-means++", n_init=SAMPLE_INITS, max_iter=SAMPLE_MAX_ITER,
+                    random_state=seed).fit(xs)
+    return np.ascontiguousarray(km.cluster_centers_, dtype=np.float64)
+
+
+def _init_centres(client, x, mean_f, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    from dask import delayed
+
+    n = x.shape[0]
+    m = sample_size(n, n_clusters)
+    rows = np.arange(n) if m == n else np.sort(rng.choice(n, size=m, replace=False))
+    seed = int(rng.integers(2**31 - 1))
+    task = delayed(seed_centres_on_sample, pure=True)(x[rows], mean_f, n_clusters, seed)
+    return client.compute(task).result()
+
+
+def _tree_sum(parts: list, n_far: int):
+    from dask import delayed
+
+    combine = delayed(kk.combine_steps, pure=True)
+    while len(parts) > 1:
+        parts = [combine(parts[i : i + TREE_FAN_IN], n_far) for i in range(0, len(parts), TREE_FAN_IN)]
+    if not parts:
+        raise InvalidInputError("x has no row blocks")
+    return combine(parts, n_far)
+
+
+def _update(centres: np.ndarray, step: kk.BlockStep) -> np.ndarray:
+    """Centres from the summed step; empty clusters move to the farthest rows (distinct, > 0)."""
+    new = centres.copy()
+    full = step.counts > 0
+    new[full] = step.sums[full] / step.counts[full, None]
+    empty = np.flatnonzero(~full)
+    usable = np.flatnonzero(step.far_sqdist > 0)
+    for cid, j in zip(empty, usable):
+        new[cid] = step.far_rows[j]
+    return new
+
+
+def _lloyd(client, blocks, offsets, mean_f, centres: np.ndarray, max_iter: int, tol_abs: float):
+    from dask import delayed
+
+    step_block = delayed(kk.lloyd_block, pure=True)
+    n_far = min(centres.shape[0], MAX_FAR_CANDIDATES)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        cent_f = client.scatter(centres, broadcast=True, hash=False)
+        parts = [step_block(b, mean_f, cent_f, int(o), n_far) for b, o in zip(blocks, offsets)]
+        step = client.compute(_tree_sum(parts, n_far)).result()
+        new = _update(centres, step)
+        shift = float(np.sum((new - centres) ** 2))
+        centres = new
+        if shift <= tol_abs:
+            break
+    return centres, n_iter
+
+
+def _assign(client, blocks, mean_f, centres: np.ndarray) -> np.ndarray:
+    from dask import delayed
+
+    cent_f = client.scatter(centres, broadcast=True, hash=False)
+    assign = delayed(kk.assign_block, pure=True)
+    parts = client.gather(client.compute([assign(b, mean_f, cent_f) for b in blocks]))
+    return np.concatenate(parts, axis=0)
+
+
+def fit_kmeans(
+    x,
+    n_clusters: int,
+    *,
+    n_init: int | str = "auto",
+    client=None,
+    seed_stage: str = "kmeans",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> KMeansFit:
+    """Fit KMeans (Lloyd, k-means++ seeding) to the rows of a Dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array, shape (n, d)
+        Finite float rows, chunked by rows (column chunks are merged). Validated by the caller.
+    n_clusters : int
+        K, with ``1 <= K < n`` (the caller's default is ``floor(sqrt(n))``).
+    n_init : int or "auto", default "auto"
+        Number of initialisations; the one with the lowest inertia is kept (first on ties).
+        "auto" means 1, as scikit-learn with k-means++.
+    client : distributed.Client, optional
+        Where to run; default as :func:`distdataeval.runtime.active_client`.
+    seed_stage : str, default "kmeans"
+        Stage name for :func:`distdataeval.config.rng_for` (initialisation ``i`` uses path ``(i,)``).
+        Same input, seed and chunking give identical results.
+    max_iter : int, default 300
+        Lloyd iterations per initialisation at most (scikit-learn's default).
+    tol : float, default 1e-4
+        Relative tolerance: stop when the total squared centre shift is at most
+        ``tol * mean(var(x, axis=0))`` (scikit-learn's rule).
+
+    Returns
+    -------
+    KMeansFit
+        labels int64 (n,), centers float64 (K, d), membership float32 (n,), inertia, n_iter.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``n_clusters`` outside ``[1, n)``, a bad ``n_init``, ``max_iter`` or ``tol``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from distdataeval import config
+    >>> config.set_seed(0)
+    >>> x = da.from_array(np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]]), chunks=2)
+    >>> fit = fit_kmeans(x, 2)  # doctest: +SKIP
+    >>> sorted(np.bincount(fit.labels).tolist())  # doctest: +SKIP
+    [2, 2]
+    """
+    from distdataeval.runtime import active_client
+
+    _check(x, n_clusters, max_iter, tol)
+    runs = _n_runs(n_init)
+    n_clusters = int(n_clusters)
+    if x.numblocks[1] != 1:
+        x = x.rechunk({1: -1})
+    with active_client(client) as c:
+        x = c.persist(x)
+        mean, var = c.compute([x.mean(axis=0, dtype=np.float64), x.var(axis=0, dtype=np.float64)])
+        mean = np.asarray(mean.result(), dtype=np.float64)
+        tol_abs = float(tol) * float(np.mean(var.result()))
+        blocks = list(x.to_delayed().ravel())
+        offsets = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
+        mean_f = c.scatter(mean, broadcast=True, hash=False)
+        best = None
+        for run in range(runs):
+            rng = rng_for(seed_stage, run)
+            centres = _init_centres(c, x, mean_f, n_clusters, rng)
+            centres, n_iter = _lloyd(c, blocks, offsets, mean_f, centres, int(max_iter), tol_abs)
+            final = _assign(c, blocks, mean_f, centres)
+            labels = final[:, 0].astype(np.int64)
+            dist = final[:, 1]
+            inertia = float(np.dot(dist, dist))
+            if best is None or inertia < best[3]:
+                best = (labels, centres + mean, dist, inertia, n_iter)
+    labels, centres, dist, inertia, n_iter = best
+    return KMeansFit(labels=labels, centers=centres, membership=membership_from_distances(dist),
+                     inertia=inertia, n_iter=n_iter)
