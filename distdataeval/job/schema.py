@@ -12,6 +12,7 @@ import copy
 import difflib
 import functools
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -79,6 +80,43 @@ def _unknown(path: str, key: str, known: dict, source: str) -> UnknownParameterE
     return UnknownParameterError(f"unknown profile key '{where}' in {source}{hint}")
 
 
+def _parses(parse) -> callable:
+    def check(text: str) -> bool:
+        try:
+            parse(text)
+        except (ValueError, TypeError, KeyError):
+            return False
+        return True
+
+    return check
+
+
+def _bytes(text: str) -> int:
+    from dask.utils import parse_bytes
+
+    value = parse_bytes(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _timedelta(text: str) -> float:
+    from dask.utils import parse_timedelta
+
+    return parse_timedelta(text)
+
+
+# SLURM / PBS wall times: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS"
+_WALLTIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}")
+
+_FORMATS = {
+    "bytes": (_parses(_bytes), 'a size such as "4GiB" or "500MB"'),
+    "timedelta": (_parses(_timedelta), 'a duration such as "30s" or "5 minutes"'),
+    "walltime": (lambda text: _WALLTIME.fullmatch(text) is not None, 'a wall time such as "01:30:00" or "2-00:00:00"'),
+    "memory-limit": (lambda text: text == "auto" or _parses(_bytes)(text), '"auto" or a size such as "4GiB"'),
+}
+
+
 def _type_ok(value: Any, types: list[str]) -> bool:
     for name in types:
         if name in ("integer", "number") and isinstance(value, bool):
@@ -97,12 +135,18 @@ def _check_value(value: Any, node: dict, where: str, source: str) -> None:
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
     if types and not _type_ok(value, types):
+        hint = ""
+        if node.get("format") == "walltime" and isinstance(value, int):
+            hint = " (quote wall times: YAML reads an unquoted 1:00:00 as the base-60 number 3600)"
         raise InvalidParameterError(
-            f"profile key '{where}' in {source} is {value!r} ({type(value).__name__}); expected {' or '.join(types)}"
+            f"profile key '{where}' in {source} is {value!r} ({type(value).__name__}); expected {' or '.join(types)}{hint}"
         )
     if "minimum" in node and isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < node["minimum"]:
             raise InvalidParameterError(f"profile key '{where}' in {source} is {value!r}; it must be >= {node['minimum']}")
+    fmt = node.get("format")
+    if fmt is not None and isinstance(value, str) and not _FORMATS[fmt][0](value):
+        raise InvalidParameterError(f"profile key '{where}' in {source} is {value!r}; expected {_FORMATS[fmt][1]}")
     extra = node.get("additionalProperties")
     if extra is not None and isinstance(value, dict):
         for key, item in value.items():

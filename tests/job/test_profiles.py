@@ -184,6 +184,30 @@ class TestValues:
         with pytest.raises(InvalidParameterError, match=message):
             load_profile("local", [override])
 
+    @pytest.mark.parametrize(
+        ("override", "message"),
+        [
+            ("job.memory=4 gigs", r"'job.memory' .* is '4 gigs'; expected a size such as \"4GiB\""),
+            ("cluster.slurm.memory=0B", r"'cluster.slurm.memory' .* is '0B'; expected a size"),
+            ("cluster.pbs.walltime=1h", r"'cluster.pbs.walltime' .* is '1h'; expected a wall time such as \"01:30:00\""),
+            ("cluster.slurm.walltime=1:00:00", r"is 3600 \(int\); expected string \(quote wall times: YAML reads an unquoted 1:00:00"),
+            ("cluster.address.timeout=soon", r"'cluster.address.timeout' .* is 'soon'; expected a duration"),
+            ("cluster.local.memory-limit=lots", r"'cluster.local.memory-limit' .* is 'lots'; expected \"auto\" or a size"),
+        ],
+    )
+    def test_formats_checked_at_load(self, override, message):
+        with pytest.raises(InvalidParameterError, match=message):
+            load_profile("local", [override])
+
+    @pytest.mark.parametrize(
+        "override",
+        ["job.memory=1.5GiB", "cluster.slurm.walltime=2-00:00:00", "cluster.slurm.walltime='30'",
+         "cluster.slurm.walltime='00:30:00'", "cluster.address.timeout=5 minutes", "cluster.address.timeout=10",
+         "cluster.local.memory-limit=auto", "cluster.local.memory-limit=3GB", "cluster.local.memory-limit=1000000000"],
+    )
+    def test_formats_accept(self, override):
+        load_profile("local", [override])
+
 
 class TestOverrides:
     def test_values_are_yaml_typed(self):
