@@ -46,7 +46,11 @@ def _schema_leaves(node: dict, path: str = "") -> set[str]:
 
 class TestConfInSync:
     def test_conf_holds_exactly_the_packaged_profiles(self):
+        from importlib import resources
+
+        packaged = resources.files("distdataeval.job").joinpath("conf", "profiles")
         assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(PROFILE_NAMES)
+        assert sorted(p.name for p in packaged.iterdir()) == sorted(f"{n}.yaml" for n in PROFILE_NAMES)
 
     @pytest.mark.parametrize("name", PROFILE_NAMES)
     def test_conf_file_equals_packaged_copy(self, name):
