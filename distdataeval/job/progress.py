@@ -94,6 +94,8 @@ def format_bar(stage: str, done: int, total: int, elapsed: float, width: int = 2
 def install_counter(client) -> bool:
     """Register :class:`TaskCounter` on the scheduler; False if the scheduler refuses it."""
     try:
+        if task_counts(client) is not None:  # already there (a client reused across jobs)
+            return True
         client.register_plugin(TaskCounter(), name=PLUGIN_NAME)
         return True
     except Exception:  # noqa: BLE001 - a remote scheduler without distdataeval: no counts

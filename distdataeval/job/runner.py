@@ -324,7 +324,7 @@ def _versions() -> dict:
 
 
 def run_job(input: str, output: str, profile: str | None = None, overrides=(), overwrite: bool = False,
-            quiet: bool = False, stream=None) -> dict:
+            quiet: bool = False, stream=None, client=None) -> dict:
     """Run the batch job; return the summary (also written to ``<output>/summary.json``).
 
     Parameters
@@ -343,6 +343,8 @@ def run_job(input: str, output: str, profile: str | None = None, overrides=(), o
         No progress bars (structured log lines only).
     stream : file, optional
         Where log lines and bars go (default stderr).
+    client : distributed.Client, optional
+        Run on this client instead of the cluster the profile describes.
 
     Returns
     -------
@@ -375,7 +377,8 @@ def run_job(input: str, output: str, profile: str | None = None, overrides=(), o
     output = os.path.abspath(output.removeprefix("file://"))
     show_bar = not quiet and hasattr(log.stream, "isatty") and log.stream.isatty()
 
-    with cfg.client_factory() as client, client.as_current(), seed_config.use_seed(params["seed"]):
+    factory = cfg.client_factory if client is None else (lambda: contextlib.nullcontext(client))
+    with factory() as client, client.as_current(), seed_config.use_seed(params["seed"]):
         workers = client.scheduler_info().get("workers", {})
         pids = client.run(os.getpid)
         dashboard = getattr(client, "dashboard_link", None)
