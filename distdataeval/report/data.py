@@ -18,7 +18,8 @@ import dask.array as da
 from dask.delayed import Delayed
 import numpy as np
 
-from distdataeval.errors import CorruptStoreError, InvalidParameterError, StoreNotFoundError
+from distdataeval.errors import CorruptStoreError, InvalidInputError, InvalidParameterError, StoreNotFoundError
+from distdataeval.io.source import open_source
 from distdataeval.report import _blocks
 from distdataeval.report.projection import Projection, project_sample
 from distdataeval.tree import LinkageTree, linkage_to_condensed_tree, select_clusters_eom
@@ -380,6 +381,11 @@ def read_report_data(
     summary = _read_summary(path)
     arrays = _Arrays(group)
     missing: dict[str, str] = {}
+    src = None
+    if source is not None:
+        src = open_source(source)
+        if arrays.n is not None and src.n != arrays.n:
+            raise InvalidInputError(f"source has {src.n} rows but the output store has {arrays.n}: not the run's input")
 
     clusters = arrays.get("clusters")
     noise = arrays.get("noise")
@@ -507,14 +513,13 @@ def read_report_data(
 
     tree = _tree_view(arrays, summary, missing)
     projection = None
-    if source is None:
+    if src is None:
         missing["projection"] = "no input embeddings were given to the report (source=None)"
     elif arrays.n is None:
         missing["projection"] = "the store has no per-row arrays to colour the projection with"
     else:
         projection = project_sample(
-            source,
-            arrays.n,
+            src,
             sample_size=sample_size,
             seed=seed,
             clusters=clusters,

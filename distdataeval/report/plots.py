@@ -6,9 +6,8 @@ import io
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from distdataeval.report.data import ClusterSizes, Histogram, TreeView
 from distdataeval.report.projection import Projection
@@ -156,30 +155,59 @@ def condensed_tree_layout(view: TreeView) -> dict[str, np.ndarray]:
     return {"x0": x0, "width": width, "birth": birth, "death": death, "parent": parent_of, "selected": selected}
 
 
+def cluster_profiles(view: TreeView, lay: dict[str, np.ndarray], levels: int = 48) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows still in each cluster at ``levels + 1`` lambdas from its birth to its death.
+
+    Each cluster's condensed-tree rows are visited once (rows sorted by parent, then lambda), so
+    the work is O(m log m) for m rows, whatever the number of clusters.
+
+    Returns
+    -------
+    list of (lambdas, rows) per cluster id - n, each ndarray of float64 of shape (levels + 1,)
+    """
+    ct = view.condensed
+    n = ct.n_points
+    top = float(lay["death"].max()) if lay["death"].size else 1.0
+    lam = np.where(np.isfinite(ct.lambda_val), ct.lambda_val, top)
+    order = np.lexsort((lam, ct.parent))
+    parent, lam, size = ct.parent[order] - n, lam[order], ct.child_size[order].astype(np.float64)
+    bounds = np.searchsorted(parent, np.arange(lay["width"].shape[0] + 1))
+    out = []
+    for c in range(lay["width"].shape[0]):
+        lo, hi = bounds[c], bounds[c + 1]
+        grid = np.linspace(lay["birth"][c], lay["death"][c], levels + 1)
+        gone = np.concatenate([[0.0], np.cumsum(size[lo:hi])])
+        # rows that left strictly before each level (points leaving at the level count as still in)
+        left = gone[np.searchsorted(lam[lo:hi], grid, side="left")]
+        out.append((grid, np.maximum(lay["width"][c] - left, 0.0)))
+    return out
+
+
 def plot_condensed_tree(view: TreeView) -> bytes:
-    """Icicle plot of the condensed tree: one box per cluster (width = rows, height = lambda span)."""
+    """Icicle plot of the condensed tree: each cluster narrows as its rows fall out (lambda grows
+    downwards); the clusters selected by EOM are orange."""
     lay = condensed_tree_layout(view)
     fig = _figure(7.5, 5.0)
     ax = fig.add_subplot()
-    boxes = [
-        Rectangle((x0, b), w, max(d - b, 0.0))
-        for x0, w, b, d in zip(lay["x0"], lay["width"], lay["birth"], lay["death"], strict=True)
-    ]
-    colours = np.where(lay["selected"], "#e8743b", "#9bb7d4")
-    ax.add_collection(PatchCollection(boxes, facecolors=colours, edgecolors="#333333", linewidths=0.5))
-    has_parent = lay["parent"] >= 0
-    kids = np.flatnonzero(has_parent)
     mids = lay["x0"] + lay["width"] / 2
-    segments = [
-        [(mids[lay["parent"][c]], lay["birth"][c]), (mids[c], lay["birth"][c])] for c in kids
-    ]
+    shapes = []
+    for c, (grid, rows) in enumerate(cluster_profiles(view, lay)):
+        half = np.maximum(rows / 2, 0.002 * view.condensed.n_points)
+        left = np.column_stack([mids[c] - half, grid])
+        right = np.column_stack([mids[c] + half, grid])[::-1]
+        shapes.append(np.vstack([left, right]))
+    colours = np.where(lay["selected"], "#e8743b", "#9bb7d4")
+    ax.add_collection(PolyCollection(shapes, facecolors=colours, edgecolors="#333333", linewidths=0.4))
+    kids = np.flatnonzero(lay["parent"] >= 0)
+    segments = [[(mids[lay["parent"][c]], lay["birth"][c]), (mids[c], lay["birth"][c])] for c in kids]
     ax.add_collection(LineCollection(segments, colors="#333333", linewidths=0.6))
     n = view.condensed.n_points
     ax.set_xlim(-0.01 * n, 1.01 * n)
     top = max(float(lay["death"].max()), 1e-12)
     ax.set_ylim(top * 1.02, 0.0)
+    ax.set_xticks([])
     ax.set_ylabel("lambda = 1 / distance")
-    ax.set_xlabel("rows (box width = cluster size at birth)")
+    ax.set_xlabel("clusters side by side; width = rows still in the cluster")
     ax.set_title(
         f"condensed tree: {lay['width'].shape[0]} clusters, {int(lay['selected'].sum())} selected (orange), "
         f"min_cluster_size = {view.min_cluster_size}",

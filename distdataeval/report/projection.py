@@ -9,8 +9,7 @@ import dask.array as da
 import numpy as np
 
 from distdataeval.config import rng_for
-from distdataeval.errors import InvalidInputError
-from distdataeval.io.source import open_source
+from distdataeval.io.source import Source
 
 SAMPLE_STREAM = 1000  # sub-path of the "sampling" seed stage used by the report
 
@@ -77,8 +76,7 @@ def pca_2d(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def project_sample(
-    source,
-    n: int,
+    source: Source,
     *,
     sample_size: int,
     seed: int,
@@ -90,26 +88,16 @@ def project_sample(
 
     Parameters
     ----------
-    source : array-like, dask array, zarr array, str or os.PathLike
-        The input embeddings (see :func:`distdataeval.io.source.open_source`).
-    n : int
-        Rows of the output store; ``source`` must have as many.
+    source : Source
+        The run's input embeddings, opened by :func:`distdataeval.io.source.open_source`.
     sample_size, seed : int
     clusters, outlier_flags : dask array, optional
-        (n,) labels and flags read with the same rows.
+        (n,) labels and flags, read at the same rows.
     duplicate_groups : sequence of dask array
         (n,) group ids (-1 = none); a sampled row is marked when any is >= 0.
-
-    Raises
-    ------
-    InvalidInputError
-        ``source`` does not have n rows.
     """
-    src = open_source(source)
-    if src.n != n:
-        raise InvalidInputError(f"source has {src.n} rows but the output store has {n}: not the run's input")
-    rows = sample_rows(n, sample_size, seed)
-    lazy = {"x": src.data[rows]}
+    rows = sample_rows(source.n, sample_size, seed)
+    lazy = {"x": source.data[rows]}
     if clusters is not None:
         lazy["clusters"] = clusters[rows]
     if outlier_flags is not None:
@@ -131,5 +119,5 @@ def project_sample(
         clusters=np.asarray(got["clusters"], np.int64) if "clusters" in got else None,
         outliers=np.asarray(got["outliers"], bool) if "outliers" in got else None,
         duplicates=dups,
-        n_total=n,
+        n_total=source.n,
     )
