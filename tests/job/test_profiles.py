@@ -112,7 +112,7 @@ class TestLoad:
             "n_init": "auto", "reassign_noise": True, "chunk_rows": None, "seed": None,
         }
         assert set(profile.evaluators) == {"duplicates", "outliers", "priority"}
-        assert profile.evaluators["outliers"] == {"enabled": True, "cluster_threshold": None}
+        assert profile.evaluators["outliers"] == {"enabled": True, "n_std": 3.0, "cluster_threshold": None}
 
     def test_missing_profile(self, tmp_path):
         with pytest.raises(ProfileNotFoundError, match=r"profile '.*nope.yaml' not found: give a YAML file or one of local"):
@@ -504,3 +504,24 @@ def test_kubernetes_client_hands_the_spec_to_kubecluster(monkeypatch):
     assert seen["custom_cluster_spec"] == profile.kubernetes_cluster_spec()
     assert seen["namespace"] == "ml" and seen["shutdown_on_close"] is True
     assert seen["closed"] is True
+
+
+@pytest.mark.parametrize(
+    ("section", "cls"),
+    [("duplicates", "Duplicates"), ("outliers", "Outliers"), ("priority", "Prioritize")],
+)
+def test_evaluator_settings_are_the_evaluators_parameters(section, cls):
+    """Each evaluators.<name> key (but ``enabled``) is a parameter of the evaluator class, with the
+    class's own default, and the class accepts the profile's settings."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"distdataeval.evaluators.{'prioritize' if section == 'priority' else section}")
+    evaluator = getattr(module, cls)
+    params = inspect.signature(evaluator).parameters
+    settings = load_profile("local").evaluators[section]
+    assert settings.pop("enabled") is True
+    for key, value in settings.items():
+        assert key in params, key
+        assert params[key].default == value, key
+    evaluator(**settings)
