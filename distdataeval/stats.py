@@ -61,7 +61,8 @@ def reassign_noise_to_nearest_center(x: da.Array, labels: da.Array, centers: np.
         labels = labels.rechunk({0: x.chunks[0]})
     # blockwise with explicit indices: x rows ("ij") meet the labels of the same rows ("i")
     return da.blockwise(
-        _nearest_center_for_noise, "i", x, "ij", labels, "i", centers, None, dtype=np.int64, concatenate=True
+        _nearest_center_for_noise, "i", x, "ij", labels, "i", dask.delayed(centers), None, dtype=np.int64,
+        concatenate=True,
     )
 
 
@@ -196,9 +197,10 @@ def cluster_stats(x, labels, *, reassign: str = "all", client=None) -> ClusterSt
         pos = lab.map_blocks(K.labels_to_positions, ids, dtype=np.int64)
         centers, _ = c.compute(cluster_centers(xd, pos, k), sync=True)
         mode = reassign if (reassign != "all" or bool(any_neg)) else "none"
-        assigned = da.blockwise(K.assign_block, "i", xd, "ij", pos, "i", centers, None, mode, None,
+        centers_node = dask.delayed(centers)  # one graph node, not a copy inside every task
+        assigned = da.blockwise(K.assign_block, "i", xd, "ij", pos, "i", centers_node, None, mode, None,
                                 dtype=np.int64, concatenate=True)
-        dist = da.blockwise(K.center_distances, "i", xd, "ij", assigned, "i", centers, None,
+        dist = da.blockwise(K.center_distances, "i", xd, "ij", assigned, "i", centers_node, None,
                             dtype=np.float32, concatenate=True)
         part = dask.delayed(K.block_moments, pure=True)
         moments = _tree_reduce(

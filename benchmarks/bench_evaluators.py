@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Time the evaluators against the ``cluster()`` run they build on.
+
+    python benchmarks/bench_evaluators.py --n 100000 --d 64 [--knn auto] [--workers 2]
+    python benchmarks/bench_evaluators.py --zarr emb.zarr [--array embeddings]
+
+Data: a seeded Gaussian mixture (50 centres, unit spread) with 1% of its rows copied (exact
+duplicates) and 1% copied with 1e-4 noise (near duplicates), or a Zarr array (read lazily).
+On a LocalCluster of ``--workers`` single-threaded worker processes it runs ``cluster()`` once,
+then each evaluator section on that result, and prints for each: wall seconds, the ratio to the
+``cluster()`` time, the peak RSS of the worker processes during the section (sampled) and what
+it found.
+
+Sections (add one function per evaluator; ``SECTIONS`` lists them):
+
+* ``duplicates``: exact (hashing) + near by the seed rule; ``duplicates_mst``: DataEval's MST
+  rule (s = 1); ``outliers``: the seed rule (mean + 3 std) with ``cluster_stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+
+
+def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 8.0, (50, d))
+    x = (centres[rng.integers(0, 50, n)] + rng.normal(0.0, 1.0, (n, d))).astype(np.float32)
+    m = max(1, n // 100)
+    src = rng.choice(n, 2 * m, replace=False)
+    dst = rng.choice(np.setdiff1d(np.arange(n), src), 2 * m, replace=False)
+    x[dst[:m]] = x[src[:m]]
+    x[dst[m:]] = x[src[m:]] + rng.normal(0.0, 1e-4, (m, d)).astype(np.float32)
+    return x
+
+
+class WorkerPeak:
+    """Samples the summed RSS of the worker processes in a thread."""
+
+    def __init__(self, client, interval: float = 0.2):
+        self.client, self.interval, self.peak = client, interval, 0
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        mem = self.client.run(lambda: __import__("psutil").Process().memory_info().rss)
+        return int(sum(mem.values()))
+
+    def __enter__(self):
+        self._stop.clear()
+        self.peak = self._rss()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def section_duplicates(x, cr, client):
+    from distdataeval import Duplicates
+
+    out = Duplicates().from_clusters(cr, x)
+    return f"exact groups {len(out.exact_sizes)}, near groups {len(out.near_sizes)} (seed rule)"
+
+
+def section_duplicates_mst(x, cr, client):
+    from distdataeval import Duplicates
+
+    out = Duplicates(exact=False, cluster_sensitivity=1.0).from_clusters(cr)
+    return f"near groups {len(out.near_sizes)} (MST rule, s=1)"
+
+
+def section_outliers(x, cr, client):
+    from distdataeval import Outliers
+
+    out = Outliers().from_clusters(x, cr)
+    return f"outliers {out.indices.size} in {out.stats.cluster_ids.size} clusters"
+
+
+SECTIONS = {"duplicates": section_duplicates, "duplicates_mst": section_duplicates_mst, "outliers": section_outliers}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--d", type=int, default=64)
+    p.add_argument("--zarr", default=None)
+    p.add_argument("--array", default="embeddings")
+    p.add_argument("--knn", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--sections", nargs="*", default=list(SECTIONS))
+    args = p.parse_args()
+
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from distdataeval import cluster
+
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as lc, Client(lc) as client:
+        if args.zarr:
+            import zarr
+
+            arr = zarr.open_group(args.zarr, mode="r")[args.array]
+            x = da.from_zarr(arr)
+        else:
+            x = da.from_array(make_data(args.n, args.d), chunks=(max(1, args.n // 16), args.d))
+        x = client.persist(x)
+        t0 = time.perf_counter()
+        with WorkerPeak(client) as wp:
+            cr = cluster(x, knn=args.knn, client=client)
+        base = time.perf_counter() - t0
+        print(f"cluster(): n={x.shape[0]} d={x.shape[1]} knn={cr.knn_method} {base:.2f} s, "
+              f"worker peak RSS {wp.peak / 2**20:.0f} MiB, {cr.n_clusters} clusters")
+        for name in args.sections:
+            t0 = time.perf_counter()
+            with WorkerPeak(client) as wp:
+                found = SECTIONS[name](x, cr, client)
+            wall = time.perf_counter() - t0
+            print(f"{name}: {wall:.2f} s ({100 * wall / base:.1f}% of cluster()), "
+                  f"worker peak RSS {wp.peak / 2**20:.0f} MiB; {found}")
+
+
+if __name__ == "__main__":
+    main()
