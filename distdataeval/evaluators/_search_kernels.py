@@ -1,10 +1,10 @@
 """NumPy kernels of the label-masked brute-force k-NN (no Dask here).
 
-A tile is one query block against a list of reference blocks. Squared distances come from a
+A tile is one query block against a list of reference blocks. Candidates are ranked by a
 float64 GEMM on centred rows (``|q|^2 + |r|^2 - 2 q.r``) in slabs of at most
-``QUERY_SLAB x REF_SLAB`` entries; the candidates kept from a slab are then recomputed exactly
-by direct differences, so the kept distances carry no cancellation error. Every selection is a
-*mode*:
+``QUERY_SLAB x REF_SLAB`` entries, offered to one bounded max-heap per row and mode (numba);
+the kept candidates are then recomputed exactly by direct differences, so the reported
+distances carry no cancellation error. Every selection is a *mode*:
 
 * ``"all"``: every reference row (the query row itself excluded when ``exclude_self``);
 * ``"same"``: reference rows with the query row's label (self excluded);
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 QUERY_SLAB = 1024
@@ -75,10 +76,6 @@ def prepare_search_block(block: np.ndarray, offset: int, centre: np.ndarray, lab
     return SearchBlock(int(offset), x, np.einsum("ij,ij->i", x, x), lab)
 
 
-def _empty(m: int, k: int) -> Neighbours:
-    return Neighbours(np.full((m, k), -1, np.int64), np.full((m, k), np.inf), np.full((m, k), -1, np.int64))
-
-
 def _select(ids: np.ndarray, sq: np.ndarray, lab: np.ndarray, k: int) -> Neighbours:
     """The k smallest of each row of candidate arrays (m, c), ordered by (distance, id)."""
     if ids.shape[1] > k:
@@ -108,15 +105,78 @@ def merge_neighbours(parts: list, k: int) -> Neighbours:
     )
 
 
-def _admissible(mode: str, q_ids, q_lab, r_ids, r_lab, exclude_self: bool) -> np.ndarray | None:
-    """Bool (mq, mr) of admissible pairs, or None when every pair is admissible."""
-    mask = None
-    if mode in ("same", "other"):
-        mask = (q_lab[:, None] == r_lab[None, :]) if mode == "same" else (q_lab[:, None] != r_lab[None, :])
-    if exclude_self and mode != "other":
-        not_self = q_ids[:, None] != r_ids[None, :]
-        mask = not_self if mask is None else mask & not_self
-    return mask
+MODE_CODES = {"all": 0, "same": 1, "other": 2}
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(dist, ids, k):
+    """Restore the max-heap (by distance) of one row after its root was replaced."""
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= k:
+            return
+        big = left
+        right = left + 1
+        if right < k and dist[right] > dist[left]:
+            big = right
+        if dist[big] <= dist[i]:
+            return
+        dist[i], dist[big] = dist[big], dist[i]
+        ids[i], ids[big] = ids[big], ids[i]
+        i = big
+
+
+@numba.njit(cache=True, nogil=True)
+def push_masked(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclude_self, heap_d, heap_i):
+    """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps.
+
+    ``gram`` is q.r (float64); the squared distance is ``q_sq + r_sq - 2 gram``. Mode 0 admits
+    every ref, 1 refs with the query's label, 2 refs with another label; ``exclude_self``
+    skips the query's own id. Equal distances keep the ref seen first (the lower id).
+    """
+    m, c = gram.shape
+    k = heap_d.shape[1]
+    for i in range(m):
+        root = heap_d[i, 0]
+        qi = q_ids[i]
+        ql = q_lab[i]
+        for j in range(c):
+            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
+            if d < 0.0:
+                d = 0.0
+            if d >= root:
+                continue
+            rid = r_offset + j
+            if exclude_self and rid == qi:
+                continue
+            if mode == 1 and r_lab[j] != ql:
+                continue
+            if mode == 2 and r_lab[j] == ql:
+                continue
+            heap_d[i, 0] = d
+            heap_i[i, 0] = rid
+            _sift_down(heap_d[i], heap_i[i], k)
+            root = heap_d[i, 0]
+
+
+@numba.njit(cache=True, nogil=True)
+def exact_candidates(qx, rx, r_offset, r_lab, heap_i, out_sq, out_lab):
+    """Exact squared distances (direct differences) and labels of the kept candidates that
+    lie in one ref block."""
+    m, k = heap_i.shape
+    n_r, d = rx.shape
+    for i in range(m):
+        for t in range(k):
+            local = heap_i[i, t] - r_offset
+            if heap_i[i, t] < 0 or local < 0 or local >= n_r:
+                continue
+            acc = 0.0
+            for f in range(d):
+                diff = qx[i, f] - rx[local, f]
+                acc += diff * diff
+            out_sq[i, t] = acc
+            out_lab[i, t] = r_lab[local]
 
 
 def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: bool) -> tuple:
@@ -141,41 +201,31 @@ def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: 
         One per mode, in the order of ``modes``.
     """
     m = q.n_rows
-    best = [_empty(m, k) for _ in modes]
-    q_ids_all = np.arange(q.offset, q.offset + m, dtype=np.int64)
+    heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
+    codes = [MODE_CODES[mode] for mode in modes]
+    q_ids = np.arange(q.offset, q.offset + m, dtype=np.int64)
+    q_lab = q.labels if q.labels is not None else np.full(m, -1, np.int64)
+    widest = max((r.n_rows for r in refs), default=0)
+    scratch = np.empty(min(m, QUERY_SLAB) * min(widest, REF_SLAB))
     for r in refs:
-        r_ids_all = np.arange(r.offset, r.offset + r.n_rows, dtype=np.int64)
-        r_lab_all = r.labels if r.labels is not None else np.full(r.n_rows, -1, np.int64)
+        r_lab = r.labels if r.labels is not None else np.full(r.n_rows, -1, np.int64)
         for qs in range(0, m, QUERY_SLAB):
             qe = min(m, qs + QUERY_SLAB)
-            qx = q.x[qs:qe]
-            q_ids = q_ids_all[qs:qe]
-            q_lab = None if q.labels is None else q.labels[qs:qe]
             for rs in range(0, r.n_rows, REF_SLAB):
                 re = min(r.n_rows, rs + REF_SLAB)
-                sq = q.sqnorm[qs:qe, None] + r.sqnorm[None, rs:re] - 2.0 * (qx @ r.x[rs:re].T)
-                r_ids = r_ids_all[rs:re]
-                r_lab = r_lab_all[rs:re]
-                for t, mode in enumerate(modes):
-                    mask = _admissible(mode, q_ids, q_lab, r_ids, r_lab, exclude_self)
-                    scored = sq if mask is None else np.where(mask, sq, np.inf)
-                    keep = min(k, re - rs)
-                    cols = np.argpartition(scored, keep - 1, axis=1)[:, :keep] if re - rs > keep else np.broadcast_to(
-                        np.arange(re - rs), (qe - qs, re - rs)
+                gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
+                np.matmul(q.x[qs:qe], r.x[rs:re].T, out=gram)
+                for code, (hd, hi) in zip(codes, heaps):
+                    push_masked(
+                        gram, q.sqnorm[qs:qe], r.sqnorm[rs:re], r.offset + rs, q_ids[qs:qe], q_lab[qs:qe],
+                        r_lab[rs:re], code, exclude_self, hd[qs:qe], hi[qs:qe],
                     )
-                    picked = np.take_along_axis(scored, cols, axis=1)
-                    valid = np.isfinite(picked)
-                    # exact squared distances of the kept candidates (direct differences)
-                    diff = qx[:, None, :] - r.x[rs + cols]
-                    exact = np.where(valid, np.einsum("ijk,ijk->ij", diff, diff), np.inf)
-                    cand = Neighbours(
-                        np.where(valid, r_ids[cols], -1), exact, np.where(valid, r_lab[cols], -1)
-                    )
-                    cur = best[t]
-                    merged = merge_neighbours(
-                        [Neighbours(cur.ids[qs:qe], cur.sqdist[qs:qe], cur.labels[qs:qe]), cand], k
-                    )
-                    cur.ids[qs:qe] = merged.ids
-                    cur.sqdist[qs:qe] = merged.sqdist
-                    cur.labels[qs:qe] = merged.labels
-    return tuple(best)
+    out = []
+    for hd, hi in heaps:
+        sq = np.full((m, k), np.inf)
+        lab = np.full((m, k), -1, np.int64)
+        for r in refs:
+            r_lab = r.labels if r.labels is not None else np.full(r.n_rows, -1, np.int64)
+            exact_candidates(q.x, r.x, r.offset, r_lab, hi, sq, lab)
+        out.append(_select(hi, sq, lab, k))
+    return tuple(out)

@@ -221,13 +221,47 @@ def test_kmeans_distance_reference_uses_nearest_centre(dask_client):
     np.testing.assert_array_equal(out.indices, np.argsort(expected, kind="stable"))
 
 
+def test_hdbscan_distance_reference(dask_client):
+    """HDBSCAN fitted on the reference (its raw labels, checked against DataEval in the cluster
+    goldens); every sample is scored against the nearest of those clusters' means."""
+    rng = np.random.default_rng(9)
+    r = np.concatenate([rng.normal(0, 0.3, (60, 3)), rng.normal(4, 0.3, (60, 3)), [[12.0, 12.0, 12.0]]])
+    x = rng.normal(2, 1.5, (80, 3))
+    rs = r / np.linalg.norm(r, axis=1).max()
+    xs = x / np.linalg.norm(x, axis=1).max()
+    raw = cluster(rs, knn="exact", reassign_noise=False).raw_labels
+    assert raw[-1] == -1 and set(raw[:-1].tolist()) == {0, 1}
+    centres = np.stack([rs[raw == j].mean(axis=0) for j in (0, 1)])
+    expected = cdist(xs, centres).min(axis=1)
+    out = Prioritize(method="hdbscan_distance", reference=r).evaluate(x)
+    np.testing.assert_allclose(out.sample_scores, expected, rtol=1e-5)
+
+
+def test_complexity_with_reference_is_a_seeded_permutation(dask_client):
+    rng = np.random.default_rng(10)
+    r = np.concatenate([rng.normal(0, 0.3, (60, 3)), rng.normal(4, 0.3, (60, 3))])
+    x = np.concatenate([rng.normal(0, 0.3, (30, 3)), rng.normal(4, 0.3, (30, 3))])
+    config.set_seed(3)
+    a = Prioritize(method="kmeans_complexity", c=2, reference=r).evaluate(x).indices
+    config.set_seed(3)
+    b = Prioritize(method="kmeans_complexity", c=2, reference=r).evaluate(x).indices
+    np.testing.assert_array_equal(a, b)
+    assert sorted(a.tolist()) == list(range(60))
+    # inside each blob the order is by distance to that blob's centre, easiest first
+    xs = x / np.linalg.norm(x, axis=1).max()
+    rs = r / np.linalg.norm(r, axis=1).max()
+    for blob, centre in ((range(30), rs[:60].mean(axis=0)), (range(30, 60), rs[60:].mean(axis=0))):
+        members = [i for i in a if i in set(blob)]
+        assert np.all(np.diff(np.linalg.norm(xs[members] - centre, axis=1)) >= -1e-6)
+
+
 def test_complexity_sampler_has_dataeval_law():
     """The race-of-clocks ordering against DataEval's loop (draw a cluster by weight, pop its
     hardest member, renormalise when one empties), on the law of the full drawn sequence."""
     positions = np.array([0, 0, 0, 1, 1, 2])
     distances = np.array([3.0, 2.0, 1.0, 2.0, 1.0, 1.0])
     weights = np.array([0.5, 0.3, 0.2])
-    trials = 20000
+    trials = 8000
     ours = {}
     rng = np.random.default_rng(0)
     for _ in range(trials):
