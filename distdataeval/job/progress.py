@@ -137,14 +137,17 @@ class StageProgress:
             return None
         return now[1] - self.base[1], now[0] - self.base[0]
 
+    def _draw(self) -> None:
+        c = self._counts()
+        if c is not None and self.show:
+            self.log.draw(format_bar(self.stage, c[0], c[1], time.perf_counter() - self.t0))
+
     def _loop(self) -> None:
-        t0 = time.perf_counter()
         while not self._stop.wait(self.interval):
-            c = self._counts()
-            if c is not None and self.show:
-                self.log.draw(format_bar(self.stage, c[0], c[1], time.perf_counter() - t0))
+            self._draw()
 
     def __enter__(self):
+        self.t0 = time.perf_counter()
         self.base = task_counts(self.client)
         self._thread = threading.Thread(target=self._loop, name=f"progress-{self.stage}", daemon=True)
         self._thread.start()
@@ -153,6 +156,7 @@ class StageProgress:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._draw()  # the stage's final state stays on the terminal
         c = self._counts()
         self.tasks = c[0] if c is not None else 0
         self.log.end_bar()

@@ -152,16 +152,20 @@ def load_config(profile: str | None, overrides: list[str]) -> JobConfig:
 
 # ----------------------------------------------------------------------------- input / output
 
+def _is_zarr_group(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, meta)) for meta in ("zarr.json", ".zgroup"))
+
+
 def split_input(spec: str) -> tuple[str, str | None]:
     """``store[/array]`` -> (store path, array name or None), deciding by what exists on disk."""
+    from distdataeval.errors import StoreNotFoundError
+
     path = spec.rstrip("/")
     if os.path.exists(path) or "://" in path:
         return path, None
     parent, leaf = os.path.split(path)
-    if parent and os.path.exists(parent):
+    if parent and _is_zarr_group(parent):
         return parent, leaf
-    from distdataeval.errors import StoreNotFoundError
-
     raise StoreNotFoundError(f"input store {spec!r} does not exist")
 
 
