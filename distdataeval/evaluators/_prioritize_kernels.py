@@ -87,7 +87,9 @@ def cluster_log_weights(centres: np.ndarray, positions: np.ndarray, distances: n
     return np.where(counts > 0, logit, -np.inf)
 
 
-def complexity_order(positions: np.ndarray, distances: np.ndarray, log_weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def complexity_order(
+    positions: np.ndarray, distances: np.ndarray, log_weight: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Easy-first ranking from DataEval's complexity-weighted draw, in O(n log n).
 
     DataEval draws a cluster with probability proportional to its weight (among clusters not yet

@@ -106,7 +106,15 @@ def effective_k(k: int, counts: np.ndarray, n: int) -> int:
     return int(min(k, multi.min() - 1)) if multi.size else int(min(k, n - 1))
 
 
-def label_errors(embeddings, labels, k: int | None = None, *, client=None, array: str | None = None, chunk_rows: int | None = None) -> LabelErrorResult:
+def label_errors(
+    embeddings,
+    labels,
+    k: int | None = None,
+    *,
+    client=None,
+    array: str | None = None,
+    chunk_rows: int | None = None,
+) -> LabelErrorResult:
     """Find samples whose neighbourhood suggests a different label (DataEval's ``label_errors``).
 
     Parameters

@@ -318,7 +318,8 @@ class Prioritize:
             A :func:`distdataeval.cluster` result of these embeddings, reused instead of
             recomputing: its k-NN graph (``knn``, when k + 1 <= its width) and its HDBSCAN
             labels (``hdbscan_*``; then ``c`` and ``max_cluster_size`` must be left unset).
-            Not used with a ``reference``.
+            Not used with a ``reference``. From an approx-mode result the ``knn`` scores are
+            those of the approximate graph (its measured recall is ``knn_recall``).
 
         Returns
         -------

@@ -119,7 +119,9 @@ def test_p7_reuses_cluster_result(dask_client, data):
     np.testing.assert_array_equal(out.indices, f["indices"])
 
 
-@pytest.mark.parametrize("sid, kwargs", [("P6", dict(method="kmeans_complexity", c=2)), ("P8", dict(method="hdbscan_complexity"))])
+@pytest.mark.parametrize(
+    "sid, kwargs", [("P6", dict(method="kmeans_complexity", c=2)), ("P8", dict(method="hdbscan_complexity"))]
+)
 def test_p6_p8_complexity_invariants(dask_client, data, sid, kwargs):
     """DataEval drew from numpy's global RNG, so the interleaving differs; what is fixed is the
     order inside each cluster (easiest first) and the cluster split. Both match DataEval's."""
