@@ -185,3 +185,19 @@ class TestErrors:
         x[4, 1] = np.nan
         with pytest.raises(InvalidInputError, match="NaN"):
             label_errors(x, np.arange(20) % 2)
+
+
+def test_row_permutation_and_chunking_invariance(dask_client, tmp_path):
+    """Scores follow the rows under a permutation, whatever the blocks, also read from Zarr."""
+    import zarr
+
+    f = _golden("LE1")
+    x, y = f["E"], f["y"]
+    perm = np.random.default_rng(5).permutation(len(y))
+    base = label_errors(x, y, k=7, chunk_rows=90)
+    store = tmp_path / "emb.zarr"
+    z = zarr.create_array(str(store), shape=x[perm].shape, chunks=(17, 2), dtype=x.dtype)
+    z[:] = x[perm]
+    moved = label_errors(str(store), y[perm], k=7)
+    np.testing.assert_allclose(moved.scores, base.scores[perm], rtol=1e-6)
+    assert {int(perm[i]): v for i, v in moved.errors.items()} == base.errors
