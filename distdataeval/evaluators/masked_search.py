@@ -17,6 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from distdataeval.errors import InvalidParameterError
 from distdataeval.evaluators import _search_kernels as K
 from distdataeval.runtime.threads import limit_threads
 
@@ -106,7 +107,7 @@ def masked_knn(
     """
     for mode in modes:
         if mode not in K.MODES:
-            raise ValueError(f"unknown search mode {mode!r}")
+            raise InvalidParameterError(f"unknown search mode {mode!r}; known: {K.MODES}")
     token = dask.base.tokenize(queries, refs, k, modes, exclude_self)
     tile = dask.delayed(_tile, pure=True)
     merge = dask.delayed(_merge, pure=True)
