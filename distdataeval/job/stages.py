@@ -294,11 +294,111 @@ def register(stage: Stage) -> Stage:
 for _stage in (VALIDATE, KNN, MST, LABELS, STATS):
     register(_stage)
 
-# the evaluators register themselves here when their modules exist (distdataeval.job.evaluator_stages)
-try:
-    from distdataeval.job import evaluator_stages as _evaluator_stages  # noqa: F401
-except ImportError:
-    pass
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+def _settings(ctx, name: str) -> dict:
+    """The evaluator's keyword arguments (its profile section without ``enabled``)."""
+    return {k.replace("-", "_"): v for k, v in (ctx.evaluators.get(name) or {}).items() if k != "enabled"}
+
+
+def _cluster_result(ctx):
+    """A :class:`~distdataeval.result.ClusterResult` assembled from the knn, mst and labels stages."""
+    from distdataeval.result import ClusterResult
+
+    graph, tree, lab = ctx.product("knn"), ctx.product("mst"), ctx.product("labels")
+    return ClusterResult(
+        clusters=np.asarray(lab.clusters), membership_strengths=np.asarray(lab.membership),
+        k_neighbors=graph.k_neighbors, k_distances=graph.k_distances, spanning_tree=tree, linkage=lab.linkage,
+        noise=np.asarray(lab.noise), raw_labels=np.asarray(lab.raw_labels),
+        min_cluster_size=ctx.plan.min_cluster_size, knn_method=graph.method,
+        n_knn_components=tree.n_knn_components, knn_recall=graph.recall,
+    )
+
+
+def _duplicates_run(ctx):
+    from distdataeval.evaluators.duplicates import Duplicates
+
+    out = Duplicates(**_settings(ctx, "duplicates"), client=ctx.client).from_clusters(
+        _cluster_result(ctx), embeddings=ctx.source.data)
+    ctx.write("duplicates/exact_group", out.exact_group)
+    ctx.write("duplicates/near_group", out.near_group)
+    return None, {"exact_groups": int(out.exact_sizes.size), "exact_rows": int(out.exact_sizes.sum()),
+                  "near_groups": int(out.near_sizes.size), "near_rows": int(out.near_sizes.sum()),
+                  "near_method": out.near_method}
+
+
+DUPLICATES = Stage(
+    name="duplicates",
+    needs=("labels",),
+    depends=lambda ctx: _settings(ctx, "duplicates"),
+    writes=lambda ctx: ["duplicates/exact_group", "duplicates/near_group"],
+    run=_duplicates_run,
+    load=lambda ctx: None,
+    available=lambda: _has("distdataeval.evaluators.duplicates", "Duplicates"),
+    optional=True,
+)
+
+
+def _outliers_run(ctx):
+    import zarr
+
+    from distdataeval.evaluators.outliers import Outliers
+
+    out = Outliers(**_settings(ctx, "outliers"), client=ctx.client).from_clusters(ctx.source.data, _cluster_result(ctx))
+    rule = f"{out.rule}:{out.multiplier:g}"
+    ctx.write("outliers/scores", np.asarray(out.scores, dtype=np.float32))
+    ctx.write("outliers/flags", np.asarray(out.flags, dtype=bool))
+    for path in ("outliers", "outliers/scores", "outliers/flags"):
+        zarr.open(ctx.store.store, path=path, mode="r+").attrs["threshold_rule"] = rule
+    return None, {"outliers": int(out.flags.sum()), "threshold_rule": rule}
+
+
+OUTLIERS = Stage(
+    name="outliers",
+    needs=("labels",),
+    depends=lambda ctx: _settings(ctx, "outliers"),
+    writes=lambda ctx: ["outliers/scores", "outliers/flags"],
+    run=_outliers_run,
+    load=lambda ctx: None,
+    available=lambda: _has("distdataeval.evaluators.outliers", "Outliers"),
+    optional=True,
+)
+
+
+def _priority_run(ctx):
+    import zarr
+
+    from distdataeval.evaluators.prioritize import Prioritize
+
+    settings = _settings(ctx, "priority")
+    result = _cluster_result(ctx)
+    if settings.get("method", "knn").startswith("kmeans") or ctx.plan.algorithm != "hdbscan":
+        result = None  # the clustering is reused only where it is the one the method needs
+    out = Prioritize(**settings, client=ctx.client).evaluate(ctx.source.data, cluster_result=result)
+    ctx.write("priority/order", np.asarray(out.indices, dtype=np.int64))
+    written = ["order"]
+    if out.sample_scores is not None:
+        ctx.write("priority/scores", np.asarray(out.sample_scores, dtype=np.float32))
+        zarr.open(ctx.store.store, path="priority/scores", mode="r+").attrs["indexed_by"] = "row"
+        written.append("scores")
+    return None, {"method": out.method, "policy": out.policy, "order": out.order, "arrays": written}
+
+
+PRIORITY = Stage(
+    name="priority",
+    needs=("labels",),
+    depends=lambda ctx: {**_settings(ctx, "priority"), "seed": ctx.params["seed"]},
+    writes=lambda ctx: ["priority/order", "priority/scores"],
+    run=_priority_run,
+    load=lambda ctx: None,
+    available=lambda: _has("distdataeval.evaluators.prioritize", "Prioritize"),
+    optional=True,
+)
+
+for _stage in (DUPLICATES, OUTLIERS, PRIORITY):
+    register(_stage)
 
 
 def plan_for(source, params: dict):

@@ -6,29 +6,9 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
 from distdataeval.job.state import write_json_atomic
 
 SUMMARY_FILE = "summary.json"
-
-
-def _count_groups(store, name: str) -> dict | None:
-    """Groups and rows of a group-id array (-1 = no group), read block by block."""
-    try:
-        arr = store.read_dask(name)
-    except Exception:  # noqa: BLE001 - the evaluator did not write it
-        return None
-    ids = np.asarray(arr.compute())  # O(n) int64 on the driver, as the other label arrays
-    member = ids >= 0
-    return {"groups": int(np.unique(ids[member]).size), "rows": int(member.sum())}
-
-
-def _count_true(store, name: str) -> int | None:
-    try:
-        return int(store.read_dask(name).sum().compute())
-    except Exception:  # noqa: BLE001 - not written
-        return None
 
 
 def build_summary(ctx, identity: dict, params: dict, evaluators: dict, stages: dict, versions: dict,
@@ -57,11 +37,14 @@ def build_summary(ctx, identity: dict, params: dict, evaluators: dict, stages: d
     labels = markers.get("labels", {})
     counts = {"rows": ctx.source.n, "clusters": labels.get("n_clusters"), "noise": labels.get("n_noise")}
     store = ctx.store
-    if "duplicates" in markers:
-        counts["exact_duplicates"] = _count_groups(store, "duplicates/exact_group")
-        counts["near_duplicates"] = _count_groups(store, "duplicates/near_group")
-    if "outliers" in markers:
-        counts["outliers"] = _count_true(store, "outliers/flags")
+    dup = markers.get("duplicates")
+    if dup:
+        counts["exact_duplicates"] = {"groups": dup["exact_groups"], "rows": dup["exact_rows"]}
+        counts["near_duplicates"] = {"groups": dup["near_groups"], "rows": dup["near_rows"],
+                                     "method": dup.get("near_method")}
+    if markers.get("outliers"):
+        counts["outliers"] = markers["outliers"]["outliers"]
+        counts["outlier_threshold_rule"] = markers["outliers"]["threshold_rule"]
     return {
         "input": {"path": identity["path"], "shape": identity["shape"], "dtype": identity["dtype"],
                   "chunk_rows": identity["chunks"]},

@@ -29,6 +29,9 @@ N_ROW_ARRAYS = {  # name: (dtype, trailing shape)
     "clusters": (np.int64, ()), "membership_strengths": (np.float32, ()), "noise": (np.bool_, ()),
     "k_neighbors": (np.int64, (25,)), "k_distances": (np.float32, (25,)),
     "stats/distances": (np.float32, ()), "stats/assigned": (np.int64, ()),
+    "duplicates/exact_group": (np.int64, ()), "duplicates/near_group": (np.int64, ()),
+    "outliers/scores": (np.float32, ()), "outliers/flags": (np.bool_, ()),
+    "priority/order": (np.int64, ()), "priority/scores": (np.float32, ()),
 }
 EDGE_ARRAYS = {
     "mst/sources": np.int64, "mst/targets": np.int64, "mst/weights": np.float64,
@@ -99,6 +102,33 @@ def test_outputs_equal_the_library_call(first_run, reference):
         np.testing.assert_array_equal(_read(out, f"stats/{name}")[...], getattr(stats, name))
 
 
+def test_evaluator_outputs_equal_the_evaluators(first_run, reference, input_store, dask_client):
+    from distdataeval.evaluators.duplicates import Duplicates
+    from distdataeval.evaluators.outliers import Outliers
+    from distdataeval.evaluators.prioritize import Prioritize
+
+    out, summary, _ = first_run
+    result, _ = reference
+    x = open_source(input_store, "emb").data
+    with config.use_seed(0):
+        dup = Duplicates(client=dask_client).from_clusters(result, embeddings=x)
+        outl = Outliers(client=dask_client).from_clusters(x, result)
+        prio = Prioritize(client=dask_client).evaluate(x, cluster_result=result)
+    np.testing.assert_array_equal(_read(out, "duplicates/exact_group")[...], dup.exact_group)
+    np.testing.assert_array_equal(_read(out, "duplicates/near_group")[...], dup.near_group)
+    np.testing.assert_array_equal(_read(out, "outliers/scores")[...], outl.scores)
+    np.testing.assert_array_equal(_read(out, "outliers/flags")[...], outl.flags)
+    assert _read(out, "outliers/flags").attrs["threshold_rule"] == f"{outl.rule}:{outl.multiplier:g}"
+    np.testing.assert_array_equal(_read(out, "priority/order")[...], prio.indices)
+    np.testing.assert_array_equal(_read(out, "priority/scores")[...], prio.sample_scores)
+    assert summary["counts"]["outliers"] == int(outl.flags.sum())
+    assert summary["counts"]["near_duplicates"]["groups"] == int(dup.near_sizes.size)
+    # group ids are ordered by each group's smallest row
+    near = _read(out, "duplicates/near_group")[...]
+    firsts = [int(np.flatnonzero(near == g)[0]) for g in range(int(near.max()) + 1)]
+    assert firsts == sorted(firsts) and len(firsts) > 0
+
+
 def test_knn_and_mst_equal_brute_force(first_run, data):
     out, _, _ = first_run
     x = data.astype(np.float64)
@@ -141,7 +171,7 @@ def test_summary_records_the_run(first_run, reference):
     assert on_disk["knn"]["method"] == "exact" and on_disk["knn"]["k"] == 25
     assert on_disk["seed"] == 0
     assert on_disk["versions"]["numpy"] == np.__version__
-    for stage in ("validate", "knn", "mst", "labels", "stats"):
+    for stage in ("validate", "knn", "mst", "labels", "stats", "duplicates", "outliers", "priority"):
         assert on_disk["stages"][stage]["status"] == "computed"
         assert on_disk["stages"][stage]["seconds"] >= 0
     assert on_disk["stages"]["knn"]["arrays"]["k_neighbors"]["shape"] == [N, 25]
@@ -152,14 +182,14 @@ def test_events_are_structured_and_name_each_stage(first_run):
     assert events[0]["event"] == "cluster" and len(events[0]["worker_pids"]) == 2
     assert events[0]["dashboard"] is None or events[0]["dashboard"].startswith("http")
     done = [e["stage"] for e in events if e["event"] == "stage_complete"]
-    assert done == ["validate", "knn", "mst", "labels", "stats"]
+    assert done == ["validate", "knn", "mst", "labels", "stats", "duplicates", "outliers", "priority"]
     assert all({"time", "event", "message"} <= set(e) for e in events)
 
 
 def test_rerun_of_the_same_job_skips_every_completed_stage(tmp_path, input_store, first_run, dask_client):
     out = tmp_path / "out.zarr"
     _run(input_store, out, client=dask_client)
-    before = {s: StageState(str(out)).marker(s) for s in ("knn", "mst", "labels", "stats")}
+    before = {s: StageState(str(out)).marker(s) for s in ("knn", "mst", "labels", "stats", "priority")}
     _, events = _run(input_store, out, client=dask_client)
     skipped = [e["message"] for e in events if e["event"] == "stage_skipped"]
     assert "stage knn: complete, skipped" in skipped
@@ -176,9 +206,13 @@ def test_changed_parameter_needs_overwrite_and_invalidates_only_dependent_stages
         _run(input_store, out, "pipeline.n_clusters=2", client=dask_client)
     _, events = _run(input_store, out, "pipeline.n_clusters=2", overwrite=True, client=dask_client)
     started = [e["stage"] for e in events if e["event"] == "stage_start"]
-    assert started == ["labels", "stats"]
+    assert started == ["labels", "stats", "duplicates", "outliers", "priority"]
     state = StageState(str(out))
     assert [state.marker(s)["computed"] for s in ("validate", "knn", "mst", "labels", "stats")] == [1, 1, 1, 2, 2]
+    # an evaluator setting invalidates only its own stage
+    _, events = _run(input_store, out, "pipeline.n_clusters=2", "evaluators.outliers.n_std=2.0", overwrite=True,
+                     client=dask_client)
+    assert [e["stage"] for e in events if e["event"] == "stage_start"] == ["outliers"]
     with config.use_seed(0):
         expected = cluster(input_store, array="emb", n_clusters=2, client=dask_client)
     np.testing.assert_array_equal(_read(out, "clusters")[...], expected.clusters)
@@ -208,10 +242,11 @@ def test_a_failing_stage_leaves_no_array_and_no_mark(tmp_path, input_store, monk
     with pytest.raises(RuntimeError, match="disk full"):
         _run(input_store, out, client=dask_client)
     state = StageState(str(out))
-    assert state.completed() == ["knn", "mst", "validate"]
+    assert state.completed() == ["knn", "mst", "validate"]  # nothing after the failed stage either
     assert not os.path.exists(out / "clusters")
     assert "clusters" not in zarr.open_group(str(out), mode="r").attrs.get("complete", [])
     monkeypatch.undo()
     _, events = _run(input_store, out, client=dask_client)  # the same command resumes after the failure
-    assert [e["stage"] for e in events if e["event"] == "stage_start"] == ["labels", "stats"]
+    assert [e["stage"] for e in events if e["event"] == "stage_start"] == [
+        "labels", "stats", "duplicates", "outliers", "priority"]
     assert _read(out, "clusters").shape == (N,)
