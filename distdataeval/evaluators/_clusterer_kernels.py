@@ -172,16 +172,15 @@ def _push_leaves(node, n, left, right, out, count):
 
 
 @njit(cache=True)
-def lineage_entries(t_child, l_top, n, left, right, cid, level, size):
-    """Points of cid ``cid[t_child]``'s states up to level ``l_top`` with the level each enters.
+def lineage_into(t_child, l_top, n, left, right, cid, level, pts, lev):
+    """Points of cid ``cid[t_child]``'s states up to level ``l_top`` and the level each enters,
+    written to ``pts``/``lev`` (buffers of at least the node's size); returns their count.
 
     The states of one cid below ``t_child`` form a chain (pair -> ... -> t_child); a point enters
-    at the lowest chain node containing it. Returns (points int64, entry levels int64), grouped by
-    chain node from the top down.
+    at the lowest chain node containing it. Entries come grouped by chain node from the top
+    down, i.e. in descending entry level.
     """
     c = cid[t_child]
-    pts = np.empty(size[t_child], np.int64)
-    lev = np.empty(size[t_child], np.int64)
     count = 0
     cur = t_child
     while True:
@@ -205,39 +204,73 @@ def lineage_entries(t_child, l_top, n, left, right, cid, level, size):
             count = _push_leaves(other, n, left, right, pts, count)
             lev[start:count] = lv
         cur = nxt
+    return count
+
+
+@njit(cache=True)
+def lineage_entries(t_child, l_top, n, left, right, cid, level, size):
+    """:func:`lineage_into` with fresh arrays: (points int64, entry levels int64)."""
+    pts = np.empty(size[t_child], np.int64)
+    lev = np.empty(size[t_child], np.int64)
+    count = lineage_into(t_child, l_top, n, left, right, cid, level, pts, lev)
     return pts[:count], lev[:count]
+
+
+@njit(cache=True)
+def mark_lineages(outer_child, inner_child, l_tops, n, left, right, cid, level, size, need):
+    """Set ``need`` for every point of both sides of every mean-aggregated merge."""
+    pts = np.empty(n, np.int64)
+    lev = np.empty(n, np.int64)
+    for j in range(outer_child.shape[0]):
+        for child in (outer_child[j], inner_child[j]):
+            count = lineage_into(child, l_tops[j], n, left, right, cid, level, pts, lev)
+            for k in range(count):
+                need[pts[k]] = True
 
 
 @njit(cache=True)
 def _dist(x, i, j):
     s = 0.0
     for k in range(x.shape[1]):
-        diff = x[i, k] - x[j, k]
+        diff = np.float64(x[i, k]) - np.float64(x[j, k])
         s += diff * diff
     return np.sqrt(s)
+
+
+@njit(cache=True)
+def row_distance(x, i, j):
+    """Euclidean distance of rows i and j of ``x`` in float64."""
+    return _dist(x, i, j)
 
 
 @njit(cache=True)
 def closest_pair_profile(x, o_rows, o_lev, i_rows, i_lev, l_top, floor):
     """Single-link distance between two growing point sets at every level 0..l_top (spec §8.3).
 
-    ``o_rows``/``i_rows`` index rows of ``x`` (float64); ``*_lev`` give the level at which each
-    point joins its set. Returns float64 (l_top + 1,): at level l the minimum Euclidean distance
-    between the points with entry level <= l on each side. Incremental: each arriving point is
-    compared with the other side as it stands, skipping candidates by the triangle inequality
-    around a pivot; once the minimum reaches ``floor`` (the exact distance of the merge's own
-    edge, a lower bound of every level) the rest of the profile is ``floor``.
+    ``o_rows``/``i_rows`` index rows of ``x`` (float32 or float64, widened per element);
+    ``*_lev`` give the level at which each point joins its set (any order). Returns float64
+    (l_top + 1,): at level l the minimum Euclidean distance between the points with entry level
+    <= l on each side. See :func:`_profile_sorted`.
     """
     o_order = np.argsort(o_lev, kind="mergesort")
     i_order = np.argsort(i_lev, kind="mergesort")
-    po = o_rows[o_order[0]]
-    pi = i_rows[i_order[0]]
-    ro = np.empty(o_rows.shape[0], np.float64)  # distance to pivot po, for o-side members
+    ro = np.empty(o_rows.shape[0], np.float64)
     ri = np.empty(i_rows.shape[0], np.float64)
-    for k in range(o_rows.shape[0]):
-        ro[k] = _dist(x, o_rows[o_order[k]], po)
-    for k in range(i_rows.shape[0]):
-        ri[k] = _dist(x, i_rows[i_order[k]], pi)
+    return _profile_sorted(x, o_rows[o_order], o_lev[o_order], i_rows[i_order], i_lev[i_order],
+                           l_top, floor, ro, ri)
+
+
+@njit(cache=True)
+def _profile_sorted(x, o_rows, o_lev, i_rows, i_lev, l_top, floor, ro, ri):
+    """Profile core; both sides sorted by entry level, ``ro``/``ri`` scratch buffers.
+
+    Incremental: each arriving point is compared with the other side as it stands, skipping
+    candidates by the triangle inequality around a pivot (each side's first point); once the
+    minimum reaches ``floor`` (the exact length of the merge's own edge, a lower bound of every
+    level) the rest of the profile is ``floor``.
+    """
+    po = o_rows[0]
+    pi = i_rows[0]
     prof = np.empty(l_top + 1, np.float64)
     best = np.inf
     no = 0  # o-side members present
@@ -246,27 +279,29 @@ def closest_pair_profile(x, o_rows, o_lev, i_rows, i_lev, l_top, floor):
     max_ri = 0.0
     for lv in range(l_top + 1):
         # o-side arrivals against the i side as it stands
-        while no < o_rows.shape[0] and o_lev[o_order[no]] <= lv:
-            p = o_rows[o_order[no]]
+        while no < o_rows.shape[0] and o_lev[no] <= lv:
+            p = o_rows[no]
             rp = _dist(x, p, pi)
+            ro[no] = _dist(x, p, po)
             if rp - max_ri < best:
                 for k in range(ni):
                     if abs(rp - ri[k]) >= best:
                         continue
-                    dd = _dist(x, p, i_rows[i_order[k]])
+                    dd = _dist(x, p, i_rows[k])
                     if dd < best:
                         best = dd
             max_ro = max(max_ro, ro[no])
             no += 1
         # i-side arrivals against the o side (now including this level's arrivals)
-        while ni < i_rows.shape[0] and i_lev[i_order[ni]] <= lv:
-            q = i_rows[i_order[ni]]
+        while ni < i_rows.shape[0] and i_lev[ni] <= lv:
+            q = i_rows[ni]
             rq = _dist(x, q, po)
+            ri[ni] = _dist(x, q, pi)
             if rq - max_ro < best:
                 for k in range(no):
                     if abs(rq - ro[k]) >= best:
                         continue
-                    dd = _dist(x, q, o_rows[o_order[k]])
+                    dd = _dist(x, q, o_rows[k])
                     if dd < best:
                         best = dd
             max_ri = max(max_ri, ri[ni])
@@ -276,6 +311,29 @@ def closest_pair_profile(x, o_rows, o_lev, i_rows, i_lev, l_top, floor):
             prof[lv:] = best
             break
     return prof
+
+
+@njit(cache=True)
+def merge_profile(outer_child, inner_child, l_top, n, left, right, cid, level, rows, row_pos, floor, buf):
+    """Profile of one cluster-cluster merge from its two children (no per-call allocation of
+    the sides: ``buf`` is int64 (6, n) scratch, reused across calls)."""
+    no = lineage_into(outer_child, l_top, n, left, right, cid, level, buf[0], buf[1])
+    ni = lineage_into(inner_child, l_top, n, left, right, cid, level, buf[2], buf[3])
+    # lineage order is descending entry level: reverse into row positions
+    o_rows = buf[4, :no]
+    i_rows = buf[5, :ni]
+    o_lev = np.empty(no, np.int64)
+    i_lev = np.empty(ni, np.int64)
+    for k in range(no):
+        o_rows[k] = row_pos[buf[0, no - 1 - k]]
+        o_lev[k] = buf[1, no - 1 - k]
+    for k in range(ni):
+        i_rows[k] = row_pos[buf[2, ni - 1 - k]]
+        i_lev[k] = buf[3, ni - 1 - k]
+    ro = np.empty(no, np.float64)
+    ri = np.empty(ni, np.float64)
+    return _profile_sorted(x=rows, o_rows=o_rows, o_lev=o_lev, i_rows=i_rows, i_lev=i_lev, l_top=l_top,
+                           floor=floor, ro=ro, ri=ri)
 
 
 @njit(cache=True)

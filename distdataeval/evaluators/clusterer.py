@@ -21,11 +21,26 @@ matrix is replaced as follows:
   has every point within tau in its list; rows whose whole list is within tau get an exact
   radius search over the row blocks on the workers.
 
+* **Single linkage.** ``cluster()`` joins the components of a disconnected k-NN graph by DataEval
+  1.1.4's rule, which need not give the *minimum* spanning tree; in exact mode the Clusterer
+  keeps the k-NN forest and re-joins it by exact Boruvka rounds (every component's shortest edge
+  to any other, found on the workers), so the tree is SciPy's single linkage.
+
+Cost: the bookkeeping is O(n) on the driver (a few int64/float64 arrays of n - 1 merges; 0.61.0's
+per-level copies are never materialised, a run of copies is handled in O(1)). A max-aggregated
+merge costs 4 distances. A mean-aggregated merge costs at most |A| x |B| distance evaluations
+for its two sides A and B, far fewer in practice (triangle-inequality pruning, early stop at the
+merge edge); its rows are gathered to the driver once for all merges (float32 input stays
+float32), which is at most the n x d input itself on data where most merges are mean-aggregated.
+Exact-mode re-bridging adds two exact nearest-other-component searches per Boruvka round.
+
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
 k-NN graph is exact, which is ``knn="exact"`` (the default up to 100,000 rows). With
-``knn="approx"`` the MST comes from an approximate graph (recall is reported on the result):
-merge levels, statistics and duplicate groups can then differ where a true nearest neighbour was
-missed.
+``knn="approx"`` the MST comes from an approximate graph (recall is reported on the result) and
+its components stay joined by ``cluster()``'s own rule (no exact re-bridging, which would be a
+brute-force search at that size): merge levels, statistics and duplicate groups can then differ
+where a true nearest neighbour was missed, and near-duplicate pairs outside a row's approximate
+neighbour list are not found.
 
 Ties: 0.61.0 takes equal-distance merges in SciPy's order (Prim from point 0); this port takes
 them in the MST's order (weight, source, target). On data with exact distance ties (duplicate
@@ -313,13 +328,16 @@ class Clusterer:
 
     # ------------------------------------------------------------ data access
     def _rows(self, ids: np.ndarray) -> np.ndarray:
-        """float64 rows of sorted unique ``ids`` (from memory, or gathered from the workers)."""
+        """Rows of sorted unique ``ids`` (from memory, or gathered from the workers), float32 input
+        kept float32 (kernels widen every element to float64, as SciPy's pdist does)."""
         if self._numpy is not None:
-            return np.asarray(self._numpy[ids], dtype=np.float64)
-        from distdataeval.runtime.client import active_client
+            rows = self._numpy[ids]
+        else:
+            from distdataeval.runtime.client import active_client
 
-        with active_client(self._client):
-            return np.asarray(self._source.data[ids].compute(), dtype=np.float64)
+            with active_client(self._client):
+                rows = self._source.data[ids].compute()
+        return np.ascontiguousarray(rows, dtype=np.float32 if rows.dtype == np.float32 else np.float64)
 
     def _exact_distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Exact float64 Euclidean distances of index pairs (a[j], b[j])."""
@@ -327,7 +345,7 @@ class Clusterer:
             return np.empty(0, np.float64)
         ids = np.unique(np.concatenate([a, b]))
         rows = self._rows(ids)
-        ra = rows[np.searchsorted(ids, a)]
+        ra = rows[np.searchsorted(ids, a)].astype(np.float64)
         rb = rows[np.searchsorted(ids, b)]
         return np.sqrt(((ra - rb) ** 2).sum(axis=1))
 
@@ -354,34 +372,44 @@ class Clusterer:
         pair_pts[st.cid[pairs], 0] = right[pairs]
         pair_pts[st.cid[pairs], 1] = left[pairs]
 
-        # the two sides of every mean merge: points with the level they join their cid's state
-        sides = []
-        need = [pair_pts[st.cid[entries]].ravel(), pair_pts[st.inner[entries]].ravel()]
-        for t in entries[use_mean]:
-            l_top = min(int(st.level[t]), st.max_level) - 1
-            a, b = right[t] - n, left[t] - n
-            outer_child, inner_child = (a, b) if st.cid[a] == st.cid[t] else (b, a)
-            o_pts, o_lev = K.lineage_entries(outer_child, l_top, n, left, right, st.cid, st.level, st.size)
-            i_pts, i_lev = K.lineage_entries(inner_child, l_top, n, left, right, st.cid, st.level, st.size)
-            sides.append((t, l_top, o_pts, o_lev, i_pts, i_lev))
-            need += [o_pts, i_pts, mst_src[t : t + 1], mst_dst[t : t + 1]]
-        ids = np.unique(np.concatenate(need))
+        # the two sides of every mean merge: points with the level they join their cid's state.
+        # First mark the rows every profile needs (one gather), then compute profiles one by one.
+        mean_t = np.ascontiguousarray(entries[use_mean])
+        l_tops = np.minimum(st.level[mean_t], st.max_level) - 1
+        outer_child, inner_child = self._children(mean_t)
+        need = np.zeros(n, np.bool_)
+        need[pair_pts[st.cid[entries]].ravel()] = True
+        need[pair_pts[st.inner[entries]].ravel()] = True
+        need[mst_src[mean_t]] = True
+        need[mst_dst[mean_t]] = True
+        K.mark_lineages(outer_child, inner_child, l_tops, n, left, right, st.cid, st.level, st.size, need)
+        ids = np.flatnonzero(need)
         rows = self._rows(ids)
+        row_pos = np.full(n, -1, np.int64)
+        row_pos[ids] = np.arange(ids.size)
 
         # max: the level-0 profile value, the closest of the two pairs' 4 point pairs
-        po = np.searchsorted(ids, pair_pts[st.cid[entries]])
-        pi = np.searchsorted(ids, pair_pts[st.inner[entries]])
-        d4 = np.stack([np.sqrt(((rows[po[:, i]] - rows[pi[:, j]]) ** 2).sum(axis=1)) for i in (0, 1) for j in (0, 1)])
+        po = row_pos[pair_pts[st.cid[entries]]]
+        pi = row_pos[pair_pts[st.inner[entries]]]
+        d4 = np.stack([
+            np.sqrt(((rows[po[:, i]].astype(np.float64) - rows[pi[:, j]]) ** 2).sum(axis=1))
+            for i in (0, 1) for j in (0, 1)
+        ])
         stat = d4.min(axis=0).astype(np.float32)
-        where = np.flatnonzero(use_mean)
-        for pos, (t, l_top, o_pts, o_lev, i_pts, i_lev) in zip(where, sides):
-            e = np.searchsorted(ids, [mst_src[t], mst_dst[t]])
-            floor = float(np.sqrt(((rows[e[0]] - rows[e[1]]) ** 2).sum()))
-            prof = K.closest_pair_profile(
-                rows, np.searchsorted(ids, o_pts), o_lev, np.searchsorted(ids, i_pts), i_lev, l_top, floor
-            )
+        buf = np.empty((6, n), np.int64)
+        for pos, t, oc, ic, l_top in zip(np.flatnonzero(use_mean), mean_t, outer_child, inner_child, l_tops):
+            floor = K.row_distance(rows, row_pos[mst_src[t]], row_pos[mst_dst[t]])
+            prof = K.merge_profile(oc, ic, l_top, n, left, right, st.cid, st.level, rows, row_pos, floor, buf)
             stat[pos] = np.mean(prof.astype(np.float32))
         return stat, intra_max
+
+    def _children(self, merges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merge indices of the (outer, inner) children of cluster-cluster merges."""
+        st = self._st
+        left, right, _ = self._tree()
+        a, b = right[merges] - self._n, left[merges] - self._n
+        a_outer = st.cid[a] == st.cid[merges]
+        return np.where(a_outer, a, b), np.where(a_outer, b, a)
 
     @staticmethod
     def _good_merges(merge_stat: np.ndarray, intra_max: np.ndarray) -> np.ndarray:
