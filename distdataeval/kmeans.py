@@ -1,19 +1,23 @@
-"""KMeans on a Dask array: k-means++ seeding on a sample, then Lloyd iterations as map-reduce.
+"""KMeans on a Dask array: refined k-means++ seeding on a sample, then Lloyd iterations as map-reduce.
 
-Why not ``dask_ml.cluster.KMeans`` (the brief's starting point)? Measured here on blobs,
-100k x 64, 2 worker processes (``benchmarks/bench_kmeans.py``; figures in the module's report and
-``benchmarks/README.md``): dask-ml 2025.1.0 imports and runs with dask 2026.8 / scikit-learn 1.9,
-but its k-means|| initialisation with the default ``oversampling_factor=2`` finds far fewer than k
-candidates and fills the rest at random, its ``init="k-means++"`` fails (it calls a private
-scikit-learn function with an old signature), and each Lloyd step builds an (rows x K) distance
-block per chunk. The parts are therefore replaced behind one function:
+Why not ``dask_ml.cluster.KMeans`` (the brief's starting point)? dask-ml 2025.1.0 imports and
+runs with dask 2026.8 / scikit-learn 1.9, but measured here (``benchmarks/bench_kmeans.py``, blobs
+100k x 64, 2 single-threaded worker processes on a shared, heavily loaded 2-core machine, so the
+times are inflated alike): its defaults (k-means||, ``oversampling_factor=2``) found 44 of 50
+initial candidates at k = 50 and gave 4.70x scikit-learn's best-of-3 inertia (ARI 0.83, 37.6 s);
+with ``oversampling_factor=2k`` it reached the optimum but took 44 s at k = 50 and 419 s at
+k = 316, its k-means|| rounds dominating; ``init="k-means++"`` fails (it calls a private
+scikit-learn function with an old signature), and with our sample centres as an array ``init`` its
+Lloyd loop ran 10.5 s at k = 50. So it is not used; the parts are replaced behind one function:
 
-* **initialisation**: scikit-learn's KMeans (greedy k-means++, ``SAMPLE_INITS`` = 3 inits of at
-  most ``SAMPLE_MAX_ITER`` = 30 Lloyd steps, the lowest-inertia one kept) on a seeded uniform sample
-  of ``max(20_000, 8 K)`` rows (all rows when fewer), run in one worker task. A single k-means++
-  draw, whether on the full data (as DataEval's scikit-learn call does) or on a sample, misses a
-  well-separated blob about once in 20 draws at K = 50 (measured: 2 of 12 seeds), which no Lloyd
-  step can repair (inertia 1.4x); three refined draws on the sample make that rare;
+* **initialisation**: the best (lowest sample inertia) of ``SAMPLE_INITS`` = 3 draws of
+  scikit-learn's greedy ``kmeans_plusplus`` with ``KMEANS_PP_TRIALS`` = 20 local trials, each
+  refined by at most ``SAMPLE_MAX_ITER`` = 30 Lloyd steps, on a seeded uniform sample of
+  ``max(10_000, 16 K)`` rows (all rows when fewer), in one worker task. One k-means++ draw with
+  scikit-learn's default 2 + ln K trials, on the full data (as DataEval's call does) or on a
+  sample, often leaves two centres in one well-separated blob and none in another, which no Lloyd
+  step repairs (measured: 2 of 12 draws at K = 50; 4 of 6 seeds 7-9% worse at K = 30 on 9k x 16
+  blobs); three 20-trial draws matched or beat scikit-learn's best of 3 seeds in every case tried;
 * **Lloyd iterations**: one Dask graph per iteration over the row blocks: each block finds its
   rows' nearest centres with a GEMM tiled over rows *and* centres (scratch bounded by
   :data:`distdataeval.kmeans_kernels.TILE_ELEMENTS`, whatever K), and returns per-centre sums and
@@ -41,10 +45,11 @@ from distdataeval import kmeans_kernels as kk
 
 __all__ = ["KMeansFit", "fit_kmeans", "membership_from_distances"]
 
-SAMPLE_MIN_ROWS = 20_000
-SAMPLE_ROWS_PER_CLUSTER = 8
+SAMPLE_MIN_ROWS = 10_000
+SAMPLE_ROWS_PER_CLUSTER = 16
 SAMPLE_INITS = 3
 SAMPLE_MAX_ITER = 30
+KMEANS_PP_TRIALS = 20
 TREE_FAN_IN = 8
 MAX_FAR_CANDIDATES = 64
 
@@ -124,28 +129,39 @@ def _check(x, n_clusters: int, max_iter: int, tol: float) -> None:
 
 
 def sample_size(n: int, n_clusters: int) -> int:
-    """Rows drawn for the seeding: ``min(n, max(20_000, 8 K))``."""
+    """Rows drawn for the seeding: ``min(n, max(10_000, 16 K))``."""
     return min(n, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_CLUSTER * n_clusters))
 
 
 def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """Initial centres: scikit-learn KMeans (k-means++, ``SAMPLE_INITS`` inits) on a row sample.
+    """Initial centres from a row sample: the best of ``SAMPLE_INITS`` refined k-means++ draws.
 
-    Runs in a worker task. Returns the centred centres, float64 (K, d). A sample with fewer
-    distinct rows than K gives duplicate centres (scikit-learn warns; the warning is dropped here,
-    the full-data fit handles it).
+    Each draw is scikit-learn's greedy ``kmeans_plusplus`` with ``KMEANS_PP_TRIALS`` local trials
+    per centre, refined by at most ``SAMPLE_MAX_ITER`` Lloyd steps on the sample (scikit-learn
+    ``KMeans`` with that array as ``init``); the draw with the lowest sample inertia is kept (first
+    on ties). Runs in a worker task. Returns the centred centres, float64 (K, d). A sample with
+    fewer distinct rows than K gives duplicate centres (scikit-learn's warning is dropped here; the
+    full-data fit handles it).
     """
     import warnings
 
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans, kmeans_plusplus
     from sklearn.exceptions import ConvergenceWarning
 
     xs = np.asarray(sample, dtype=np.float64) - mean
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        km = KMeans(n_clusters=n_clusters, init="k-means++", n_init=SAMPLE_INITS, max_iter=SAMPLE_MAX_ITER,
-                    random_state=seed).fit(xs)
-    return np.ascontiguousarray(km.cluster_centers_, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(SAMPLE_INITS):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            init, _ = kmeans_plusplus(xs, n_clusters, n_local_trials=KMEANS_PP_TRIALS,
+                                      random_state=int(rng.integers(2**31 - 1)))
+            km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=SAMPLE_MAX_ITER).fit(xs)
+        if km.inertia_ < best_inertia:
+            best, best_inertia = km.cluster_centers_, km.inertia_
+    if best is None:  # every inertia NaN cannot happen on finite input; keep the last draw
+        best = km.cluster_centers_
+    return np.ascontiguousarray(best, dtype=np.float64)
 
 
 def _init_centres(client, x, mean_f, n_clusters: int, rng: np.random.Generator) -> np.ndarray:

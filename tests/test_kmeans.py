@@ -55,15 +55,16 @@ def _same_partition(a, b):
 
 class TestAgainstScikitLearn:
     def test_well_separated_blobs_recover_truth(self, dask_client):
-        x, truth = make_blobs(12_000, 16, centers=30, cluster_std=1.0, center_box=(-20, 20), random_state=1)
-        fit = fit_kmeans(_dx(x, 2_500), 30, client=dask_client)
+        x, truth = make_blobs(8_000, 16, centers=30, cluster_std=1.0, center_box=(-20, 20), random_state=1)
+        fit = fit_kmeans(_dx(x, 2_000), 30, client=dask_client)
         assert adjusted_rand_score(truth, fit.labels) >= 0.99
         assert fit.inertia <= 1.01 * _sklearn_best3(x, 30)
 
-    @pytest.mark.parametrize("k", [40, 120])
-    def test_overlapping_mixture_inertia_within_one_percent(self, dask_client, k):
-        x, _ = mixture(15_000, d=16, n_centers=60, spread=2.0, seed=3, dtype=np.float64)
-        fit = fit_kmeans(_dx(x, 4_000), k, client=dask_client)
+    @pytest.mark.parametrize("k", [30, 90])
+    def test_overlapping_blobs_inertia_within_one_percent(self, dask_client, k):
+        # touching blobs where one scikit-learn k-means++ draw is often 7-20% worse than the best of 3
+        x, _ = make_blobs(9_000, 16, centers=k, cluster_std=1.5, center_box=(-6, 6), random_state=3)
+        fit = fit_kmeans(_dx(x, 3_000), k, client=dask_client)
         assert fit.inertia <= 1.01 * _sklearn_best3(x, k)
 
     def test_float32_input(self, dask_client):
@@ -112,22 +113,22 @@ class TestFixedPointAndOutputs:
 
 class TestDeterminism:
     def test_same_seed_same_chunks_identical(self, dask_client):
-        x, _ = mixture(8_000, d=8, n_centers=20, spread=2.0, seed=5, dtype=np.float32)
+        x, _ = mixture(4_000, d=8, n_centers=15, spread=2.5, seed=5, dtype=np.float32)
         config.set_seed(123)
-        a = fit_kmeans(_dx(x, 1_000), 30, client=dask_client)
+        a = fit_kmeans(_dx(x, 700), 20, client=dask_client)
         config.set_seed(123)
-        b = fit_kmeans(_dx(x, 1_000), 30, client=dask_client)
+        b = fit_kmeans(_dx(x, 700), 20, client=dask_client)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.centers, b.centers)
         np.testing.assert_array_equal(a.membership, b.membership)
         assert a.inertia == b.inertia and a.n_iter == b.n_iter
 
     def test_seed_changes_the_initialisation(self, dask_client):
-        x, _ = mixture(8_000, d=8, n_centers=20, spread=2.0, seed=5, dtype=np.float32)
+        x, _ = mixture(4_000, d=8, n_centers=15, spread=2.5, seed=5, dtype=np.float32)
         config.set_seed(1)
-        a = fit_kmeans(_dx(x, 1_000), 30, client=dask_client)
+        a = fit_kmeans(_dx(x, 700), 20, client=dask_client)
         config.set_seed(2)
-        b = fit_kmeans(_dx(x, 1_000), 30, client=dask_client)
+        b = fit_kmeans(_dx(x, 700), 20, client=dask_client)
         assert not np.array_equal(a.centers, b.centers)
 
     def test_many_blocks_deep_reduction_same_partition(self, dask_client):
@@ -139,10 +140,10 @@ class TestDeterminism:
         np.testing.assert_allclose(one.centers, many.centers, rtol=1e-9, atol=1e-9)
 
     def test_n_init_keeps_the_lowest_inertia(self, dask_client):
-        x, _ = mixture(6_000, d=4, n_centers=25, spread=1.5, seed=8, dtype=np.float64)
-        single = fit_kmeans(_dx(x, 1_500), 25, client=dask_client, n_init="auto")
-        several = fit_kmeans(_dx(x, 1_500), 25, client=dask_client, n_init=4)
-        # run 0 of n_init=4 is the n_init='auto' run; the kept run is the best of four
+        x, _ = mixture(3_000, d=4, n_centers=12, spread=2.0, seed=8, dtype=np.float64)
+        single = fit_kmeans(_dx(x, 1_000), 12, client=dask_client, n_init="auto")
+        several = fit_kmeans(_dx(x, 1_000), 12, client=dask_client, n_init=3)
+        # run 0 of n_init=3 is the n_init='auto' run; the kept run is the best of three
         assert several.inertia <= single.inertia
         brute, d2 = _brute_labels(x, several.centers)
         np.testing.assert_allclose(several.inertia, d2[np.arange(len(x)), several.labels].sum(), rtol=1e-10)
@@ -243,3 +244,81 @@ class TestKernels:
         d = np.array([0.5, 2.0, 0.0, 1.0])
         np.testing.assert_array_equal(membership_from_distances(d), np.float32(1) - d.astype(np.float32) / 2)
         np.testing.assert_array_equal(membership_from_distances(np.zeros(3)), np.ones(3, dtype=np.float32))
+
+
+def _sse(x, labels):
+    return sum(((x[labels == c] - x[labels == c].mean(0)) ** 2).sum() for c in np.unique(labels))
+
+
+class TestClusterKMeansEndToEnd:
+    """``cluster(x, algorithm="kmeans")`` against DataEval 1.1.4's outputs (spec §9.1)."""
+
+    def test_c1d_two_clusters_fields_and_membership(self, dask_client):
+        from distdataeval import cluster
+
+        x = blobs_plus_far(0)
+        config.set_seed(0)
+        r = cluster(x, "kmeans", n_clusters=2, client=dask_client)
+        assert list(r.keys()) == ["clusters", "mst", "linkage_tree", "membership_strengths", "k_neighbors",
+                                  "k_distances"]
+        expect = np.array([1] * 50 + [0] * 51 + [1, 1])  # DataEval: rows 0-49 -> 1, 50-100 -> 0, 101-102 -> 1
+        assert r["clusters"].dtype == np.int64 and _same_partition(r["clusters"], expect)
+        ms = r["membership_strengths"]
+        assert ms.dtype == np.float32 and ms.shape == (103,)
+        np.testing.assert_allclose(ms[100:], [0.0656, 0.1910, 0.0], atol=1e-4)
+        # the KMeans path still carries DataEval's k-NN, MST and linkage (C1 goldens)
+        assert r["k_neighbors"].shape == (103, 25) and r["k_neighbors"].dtype == np.int64
+        assert r["k_distances"].shape == (103, 25) and r["k_distances"].dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(r["k_neighbors"])[0, :5], [22, 32, 48, 17, 40])
+        mst = r["mst"]
+        assert mst.shape == (102, 3) and mst.dtype == np.float32
+        np.testing.assert_allclose(mst[-1, 2], 21.6848, atol=1e-3)
+        assert set(mst[-1, :2].astype(int)) == {102, 34}
+        assert r["linkage_tree"].shape == (102, 4) and r["linkage_tree"][-1, 3] == 103
+
+    def test_c1e_default_k_isolates_the_far_points(self, dask_client):
+        from distdataeval import cluster
+
+        config.set_seed(0)
+        r = cluster(blobs_plus_far(0), "kmeans", client=dask_client)
+        counts = np.bincount(r["clusters"])
+        assert len(counts) == 10  # floor(sqrt(103))
+        far = r["clusters"][100:]
+        assert len(set(far.tolist())) == 3 and (counts[far] == 1).all()  # DataEval: three singletons
+
+    @pytest.mark.parametrize(
+        "n, dataeval",
+        [(5, [0, 0, 0, 0, 1]), (10, [0, 2, 2, 0, 2, 0, 2, 2, 1, 2])],
+    )
+    def test_c2k_small_n_at_least_as_good_as_dataeval(self, dask_client, n, dataeval):
+        # a different RNG than scikit-learn's, so a different local optimum is allowed; it must use
+        # floor(sqrt(n)) clusters and be no worse (SSE) than DataEval's observed partition
+        from distdataeval import cluster
+
+        x = np.random.default_rng(1).normal(size=(n, 3))
+        config.set_seed(0)
+        r = cluster(x, "kmeans", client=dask_client)
+        assert len(np.unique(r["clusters"])) == int(np.sqrt(n))
+        assert _sse(x, r["clusters"]) <= _sse(x, np.array(dataeval)) + 1e-12
+
+    def test_c3k_identical_points(self, dask_client):
+        from distdataeval import cluster
+
+        config.set_seed(0)
+        r = cluster(np.ones((20, 4)), "kmeans", n_clusters=2, client=dask_client)
+        np.testing.assert_array_equal(r["clusters"], np.zeros(20, dtype=np.int64))
+        np.testing.assert_array_equal(r["membership_strengths"], np.ones(20, dtype=np.float32))
+        np.testing.assert_array_equal(r["mst"][:, 2], np.zeros(19, dtype=np.float32))
+
+    def test_deterministic_and_n_clusters_checked(self, dask_client):
+        from distdataeval import cluster
+
+        x, _ = mixture(2_000, d=6, n_centers=6, spread=3.0, seed=9)
+        config.set_seed(11)
+        a = cluster(x, "kmeans", n_clusters=8, client=dask_client, chunk_rows=500)
+        config.set_seed(11)
+        b = cluster(x, "kmeans", n_clusters=8, client=dask_client, chunk_rows=500)
+        np.testing.assert_array_equal(a["clusters"], b["clusters"])
+        np.testing.assert_array_equal(a["membership_strengths"], b["membership_strengths"])
+        with pytest.raises(InvalidParameterError, match="must be smaller than the number of samples"):
+            cluster(x[:10], "kmeans", n_clusters=10, client=dask_client)
