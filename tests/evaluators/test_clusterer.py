@@ -426,3 +426,24 @@ def test_last_merge_levels_errors(dask_client):
         c.find_duplicates({500: 0})
     assert c.find_outliers({}) == ([], [])
     assert c.find_duplicates({}) == ([], [])
+
+
+def test_dense_near_duplicates_use_the_radius_search(dask_client):
+    """Rows whose 25 neighbours all lie within tau (a tight clump of 40) need the exact radius
+    search to find every near pair; groups equal the dense definition."""
+    from distdataeval.evaluators.clusterer import _knn_candidates
+
+    rng = np.random.default_rng(12)
+    base = rng.normal(size=(160, 2))
+    x = np.concatenate([base, base[0] + rng.normal(scale=0.01, size=(40, 2))])
+    c = Clusterer(x, knn="exact")
+    oracle = DenseOracle(x)
+    levels = c.last_good_merge_levels
+    assert levels == oracle.last_good_merge_levels()
+    stds = [oracle.levels[lv][k].std for k, lv in levels.items() if len(oracle.levels[lv][k].samples) >= oracle.min_size]
+    tau = float(np.mean(stds))
+    res = c.cluster_result
+    saturated = _knn_candidates(res.k_neighbors, res.k_distances, 0, tau)[3]
+    assert saturated.size >= 30
+    assert c.find_duplicates(levels) == oracle.find_duplicates(levels)
+    assert c.evaluate() == oracle.evaluate()
