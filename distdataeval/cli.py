@@ -47,6 +47,8 @@ class _JsonLogHandler(logging.Handler):
         self.events = events
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "distdataeval" and record.getMessage().startswith("stage "):
+            return  # the runner's own stage events say it already
         try:
             event = "warning" if record.levelno >= logging.WARNING else "log"
             self.events.emit(event, record.getMessage().strip(), logger=record.name)

@@ -315,6 +315,28 @@ def _run_stage(stage, ctx, state: StageState, stage_hash: str, log: EventLog, sh
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _settle(client, timeout: float = 15.0) -> None:
+    """After a failure, let the tasks still running finish before the cluster is closed (closing
+    under busy workers makes them log heartbeat errors after the job's own error)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and any(client.processing().values()):
+            time.sleep(0.2)
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
+def _remove_unmarked(state: StageState, store, ctx, registry) -> int:
+    """Remove the arrays of every stage that is not marked complete (a killed run's leftovers)."""
+    removed = 0
+    for name, stage in registry.STAGES.items():
+        if not (state.marker(name) or {}).get("hash"):
+            present = [a for a in stage.writes(ctx) if os.path.exists(os.path.join(store._local, *a.split("/")))]
+            _remove_arrays(store, present)
+            removed += len(present)
+    return removed
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -394,11 +416,11 @@ def run_job(input: str, output: str, profile: str | None = None, overrides=(), o
         state = StageState(output)
         state.write_manifest({"job": job, "created": state.manifest().get("created") if mode != "new"
                               and state.manifest() else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        removed = _remove_partials(output)
+        ctx = registry.JobContext(source, plan, client, store, params, evaluators)
+        removed = _remove_partials(output) + _remove_unmarked(state, store, ctx, registry)
         log.emit("job_start", f"job: {mode} output {output} from {identity['path']} "
                  f"({source.n} x {source.d} {source.data.dtype}); knn={plan.knn}, algorithm={plan.algorithm}, "
                  f"seed={params['seed']}", mode=mode, output=output, leftovers_removed=removed)
-        ctx = registry.JobContext(source, plan, client, store, params, evaluators)
         run_ids: dict[str, str | None] = {}
         report_stages = {}
         for name, stage in registry.STAGES.items():
@@ -424,7 +446,11 @@ def run_job(input: str, output: str, profile: str | None = None, overrides=(), o
                 log.emit("stage_skipped", f"stage {name}: complete, skipped", stage=name, reason="complete")
                 report_stages[name] = {"status": "skipped (complete)", **_stage_report(marker)}
             else:
-                marker = _run_stage(stage, ctx, state, stage_hash, log, show_bar)
+                try:
+                    marker = _run_stage(stage, ctx, state, stage_hash, log, show_bar)
+                except BaseException:
+                    _settle(client)
+                    raise
                 ctx.markers[name] = marker
                 report_stages[name] = {"status": "computed", **_stage_report(marker)}
                 _hold_after(name, log)

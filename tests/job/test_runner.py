@@ -246,7 +246,12 @@ def test_a_failing_stage_leaves_no_array_and_no_mark(tmp_path, input_store, monk
     assert not os.path.exists(out / "clusters")
     assert "clusters" not in zarr.open_group(str(out), mode="r").attrs.get("complete", [])
     monkeypatch.undo()
+    # leftovers of a killed run: a half-written array and an array of an unmarked stage
+    (out / "stats" / ".distances.partial-0123456789ab").mkdir(parents=True)
+    zarr.open_group(str(out), mode="a").create_array("stats/counts", shape=(3,), dtype="i8")
     _, events = _run(input_store, out, client=dask_client)  # the same command resumes after the failure
     assert [e["stage"] for e in events if e["event"] == "stage_start"] == [
         "labels", "stats", "duplicates", "outliers", "priority"]
+    assert [e["leftovers_removed"] for e in events if e["event"] == "job_start"] == [2]
+    assert not (out / "stats" / ".distances.partial-0123456789ab").exists()
     assert _read(out, "clusters").shape == (N,)
