@@ -1,6 +1,6 @@
 """Run the batch job: input store -> every stage -> output store, ``summary.json``, ``report.html``.
 
-Rules of the output store (documented in the README's "Batch job" section):
+Rules of the output store (also in docs/batch_job.md):
 
 * A stage is marked complete (``_job/stages/<stage>.json``, :mod:`distdataeval.job.state`) only
   after all its arrays were committed; its hash covers its parameters and the run ids of the
