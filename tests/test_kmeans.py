@@ -111,6 +111,13 @@ class TestFixedPointAndOutputs:
         assert np.argmin(fit.membership) == np.argmax(dist)
 
 
+    def test_column_chunks_are_merged(self, dask_client):
+        x, truth = make_blobs(3_000, 6, centers=5, center_box=(-15, 15), random_state=6)
+        fit = fit_kmeans(da.from_array(x, chunks=(800, 2)), 5, client=dask_client)
+        assert adjusted_rand_score(truth, fit.labels) >= 0.99
+        np.testing.assert_array_equal(fit.labels, _brute_labels(x, fit.centers)[0])
+
+
 class TestDeterminism:
     def test_same_seed_same_chunks_identical(self, dask_client):
         x, _ = mixture(4_000, d=8, n_centers=15, spread=2.5, seed=5, dtype=np.float32)
@@ -229,6 +236,11 @@ class TestKernels:
         top = np.argsort(-dmin, kind="stable")[:5]
         np.testing.assert_array_equal(step.far_index, top)
         np.testing.assert_allclose(step.far_rows, (x - mean)[top])
+
+    def test_zero_row_block(self):
+        step = kk.lloyd_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3)), 10, 4)
+        assert step.counts.tolist() == [0, 0, 0, 0] and step.sse == 0.0 and step.far_index.size == 0
+        assert kk.assign_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3))).shape == (0, 2)
 
     def test_empty_cluster_moves_to_the_farthest_row(self):
         from distdataeval.kmeans import _update
