@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import os
 import platform
 import shutil
@@ -29,7 +28,7 @@ import shutil
 import time
 import traceback
 
-from distdataeval.errors import DistDataEvalError, InvalidParameterError, UnknownParameterError
+from distdataeval.errors import DistDataEvalError, InvalidParameterError
 from distdataeval.job.progress import EventLog, StageProgress, install_counter
 from distdataeval.job.state import JOB_DIR, StageState, canonical_hash
 
@@ -66,84 +65,11 @@ class JobConfig:
         self.raw = raw
 
 
-@contextlib.contextmanager
-def _default_local_client(n_workers: int | None = None):
-    """Minimal built-in cluster: a LocalCluster of worker processes on 127.0.0.1."""
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    workers = n_workers or max(2, os.cpu_count() or 1)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
-def _parse_value(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _builtin_config(profile: str | None, overrides: list[str]) -> JobConfig:
-    """Configuration without the profiles module: ``pipeline.*``/``evaluators.*`` keys only."""
-    import yaml
-
-    raw: dict = {"pipeline": dict(PIPELINE_DEFAULTS), "evaluators": {}}
-    if profile is not None:
-        try:
-            with open(profile) as fh:
-                doc = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise InvalidParameterError(f"cannot read the profile {profile!r}: {exc.strerror}") from None
-        for key, value in doc.items():
-            if key not in ("pipeline", "evaluators", "cluster"):
-                _unknown(key, ["pipeline", "evaluators", "cluster"])
-            if key == "pipeline":
-                for k in value:
-                    if k not in PIPELINE_DEFAULTS:
-                        _unknown(f"pipeline.{k}", [f"pipeline.{p}" for p in PIPELINE_DEFAULTS])
-                raw["pipeline"].update(value)
-            elif key == "evaluators":
-                raw["evaluators"].update(value)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidParameterError(f"--set expects key=value, got {item!r}")
-        parts = key.strip().split(".")
-        if parts[0] == "pipeline" and len(parts) == 2 and parts[1] in PIPELINE_DEFAULTS:
-            raw["pipeline"][parts[1]] = _parse_value(value)
-        elif parts[0] == "evaluators" and len(parts) == 3:
-            raw["evaluators"].setdefault(parts[1], {})[parts[2]] = _parse_value(value)
-        else:
-            _unknown(key, [f"pipeline.{p}" for p in PIPELINE_DEFAULTS])
-    return JobConfig(raw["pipeline"], raw["evaluators"], _default_local_client, raw)
-
-
-def _unknown(key: str, valid: list[str]) -> None:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-    raise UnknownParameterError(f"unknown profile key {key!r}{hint}")
-
-
 def load_config(profile: str | None, overrides: list[str]) -> JobConfig:
-    """The job configuration from a profile file and ``--set key=value`` overrides.
+    """The job configuration from a profile (file or packaged name; default ``local``) and
+    ``--set key=value`` overrides (:func:`distdataeval.job.profiles.load_profile`)."""
+    from distdataeval.job.profiles import load_profile
 
-    Uses :func:`distdataeval.job.profiles.load_profile` when that module is present, else a
-    built-in default (local cluster on 127.0.0.1, ``pipeline.*`` / ``evaluators.*`` keys).
-    """
-    try:
-        from distdataeval.job.profiles import load_profile
-    except ImportError:
-        return _builtin_config(profile, overrides)
     prof = load_profile(profile or "local", list(overrides))
     pipeline_params = dict(PIPELINE_DEFAULTS)
     pipeline_params.update(prof.pipeline or {})

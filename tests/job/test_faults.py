@@ -21,7 +21,6 @@ import time
 import warnings
 
 import numpy as np
-import pytest
 import zarr
 
 from distdataeval import cluster, config

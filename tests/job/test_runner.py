@@ -255,3 +255,12 @@ def test_a_failing_stage_leaves_no_array_and_no_mark(tmp_path, input_store, monk
     assert [e["leftovers_removed"] for e in events if e["event"] == "job_start"] == [2]
     assert not (out / "stats" / ".distances.partial-0123456789ab").exists()
     assert _read(out, "clusters").shape == (N,)
+
+
+def test_progress_line_shows_tasks_elapsed_and_eta():
+    from distdataeval.job.progress import format_bar
+
+    line = format_bar("knn", 50, 200, 10.0, width=8)
+    assert line == "stage knn [##......] 50/200 tasks 10.0 s ETA 30 s"  # 150 left at 5 tasks/s
+    assert format_bar("mst", 0, 0, 0.2, width=4) == "stage mst [....] 0/0 tasks 0.2 s ETA ?"
+    assert format_bar("mst", 7, 7, 3.0, width=4).endswith("7/7 tasks 3.0 s ETA 0 s")
