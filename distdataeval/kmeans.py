@@ -139,20 +139,24 @@ def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int
     Each draw is scikit-learn's greedy ``kmeans_plusplus`` with ``KMEANS_PP_TRIALS`` local trials
     per centre, refined by at most ``SAMPLE_MAX_ITER`` Lloyd steps on the sample (scikit-learn
     ``KMeans`` with that array as ``init``); the draw with the lowest sample inertia is kept (first
-    on ties). Runs in a worker task. Returns the centred centres, float64 (K, d). A sample with
-    fewer distinct rows than K gives duplicate centres (scikit-learn's warning is dropped here; the
-    full-data fit handles it).
+    on ties). Runs in a worker task, single-threaded (bit-reproducible). Returns the centred
+    centres, float64 (K, d). A sample with fewer distinct rows than K gives duplicate centres
+    (scikit-learn's warning is dropped here; the full-data fit handles it).
     """
     import warnings
 
     from sklearn.cluster import KMeans, kmeans_plusplus
     from sklearn.exceptions import ConvergenceWarning
 
+    from distdataeval.runtime import limit_threads
+
     xs = np.asarray(sample, dtype=np.float64) - mean
     rng = np.random.default_rng(seed)
     best, best_inertia = None, np.inf
     for _ in range(SAMPLE_INITS):
-        with warnings.catch_warnings():
+        # one thread: scikit-learn's multi-threaded Lloyd merges per-thread sums in arrival order,
+        # which would make the seeding (and so the labels) differ from run to run in the last bits
+        with warnings.catch_warnings(), limit_threads(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
             init, _ = kmeans_plusplus(xs, n_clusters, n_local_trials=KMEANS_PP_TRIALS,
                                       random_state=int(rng.integers(2**31 - 1)))
