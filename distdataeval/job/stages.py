@@ -124,6 +124,17 @@ VALIDATE = Stage(
 )
 
 
+def _validated_rows(ctx):
+    """The validated input for stages that only read rows lazily (labels): this run's prepared
+    blocks if they exist, else the source without persisted blocks (its validation is the
+    completed validate stage of the same input), so a resumed run does not hold the data."""
+    if "validate" in ctx.products:
+        return ctx.products["validate"]
+    from distdataeval import pipeline
+
+    return pipeline.Prepared(ctx.source, [], tuple(int(c) for c in ctx.source.data.chunks[0]))
+
+
 # ----------------------------------------------------------------------------- k-NN
 
 def _knn_depends(ctx) -> dict:
@@ -206,7 +217,7 @@ def _labels_depends(ctx) -> dict:
 def _labels_run(ctx):
     from distdataeval import pipeline
 
-    lab = pipeline.labels_stage(ctx.product("validate"), ctx.product("mst"), ctx.plan, ctx.client)
+    lab = pipeline.labels_stage(_validated_rows(ctx), ctx.product("mst"), ctx.plan, ctx.client)
     ctx.write("clusters", np.asarray(lab.clusters, dtype=np.int64))
     ctx.write("membership_strengths", np.asarray(lab.membership, dtype=np.float32))
     ctx.write("noise", np.asarray(lab.noise, dtype=bool))
