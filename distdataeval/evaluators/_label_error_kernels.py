@@ -113,3 +113,38 @@ def score_block(neighbours: tuple, k: int, offset: int):
     scores = ratio_scores(same.sqdist[:, :k], other.sqdist[:, :k])
     local = np.flatnonzero(scores >= THRESHOLD)
     return scores, local + offset, suggest(other.labels[local, :k])
+
+
+def score_rows(result: tuple, k: int, sample_ids: np.ndarray) -> tuple:
+    """Scores of searched rows (any ids) and what the driver needs about them.
+
+    Parameters
+    ----------
+    result : (ndarray, (Neighbours, Neighbours))
+        Global ids of the rows and their (intra-class, extra-class) records.
+    k : int
+        Neighbours averaged per row.
+    sample_ids : ndarray of int64, sorted
+        Rows whose neighbour distances are returned (for the recall measurement).
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (m,)
+    scores : ndarray of float32, shape (m,)
+    found : ndarray of int32, shape (m, 2)
+        Intra- and extra-class neighbours found per row (<= k).
+    flagged : ndarray of int64, shape (f,)
+        Global ids of rows with score >= 1.
+    suggestions : ndarray of int64, shape (f, 2)
+        Class codes (see :func:`suggest`).
+    sampled : (ndarray, ndarray, ndarray)
+        Ids of the rows of ``sample_ids`` present here and their intra / extra squared
+        distances (s, k).
+    """
+    ids, (same, other) = result
+    scores = ratio_scores(same.sqdist[:, :k], other.sqdist[:, :k])
+    found = np.stack([np.isfinite(same.sqdist[:, :k]).sum(axis=1), np.isfinite(other.sqdist[:, :k]).sum(axis=1)], axis=1)
+    local = np.flatnonzero(scores >= THRESHOLD)
+    pick = np.flatnonzero(np.isin(ids, sample_ids))
+    sampled = (ids[pick], same.sqdist[pick, :k], other.sqdist[pick, :k])
+    return ids, scores, found.astype(np.int32), ids[local], suggest(other.labels[local, :k]), sampled

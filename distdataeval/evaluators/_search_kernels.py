@@ -229,3 +229,165 @@ def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: 
             exact_candidates(q.x, r.x, r.offset, r_lab, hi, sq, lab)
         out.append(_select(hi, sq, lab, k))
     return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell (IVF) search: rows grouped by their nearest cell centroid; a row is searched against the
+# rows of the cells it probes. Used by the approximate mode of ``label_errors``.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The rows of one cell (those whose nearest centroid it is).
+
+    Attributes
+    ----------
+    ids : ndarray of int64, shape (m,)
+        Global row ids, ascending.
+    x : ndarray of float64, shape (m, d)
+        Centred rows.
+    sqnorm : ndarray of float64, shape (m,)
+    labels : ndarray of int64, shape (m,)
+    probes : ndarray of int32, shape (m, p)
+        Cells each row probes, nearest first (the first is this cell).
+    """
+
+    ids: np.ndarray
+    x: np.ndarray
+    sqnorm: np.ndarray
+    labels: np.ndarray
+    probes: np.ndarray
+
+
+def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
+    """int32 (m, p): ids of the p nearest centroids of each row, nearest first (ties: lower id)."""
+    d2 = (centroids**2).sum(axis=1)[None, :] - 2.0 * (x @ centroids.T)
+    if p >= centroids.shape[0]:
+        return np.argsort(d2, axis=1, kind="stable").astype(np.int32)
+    part = np.argpartition(d2, p - 1, axis=1)[:, :p]
+    order = np.lexsort((part, np.take_along_axis(d2, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int32)
+
+
+def route_block(block: SearchBlock, centroids: np.ndarray, p: int):
+    """Rows of one block sorted by home cell, with each row's ``p`` probed cells.
+
+    Returns
+    -------
+    tuple
+        (cells present, start of each in the sorted rows, ids, x, sqnorm, labels, probes).
+    """
+    probes = nearest_cells(block.x, centroids, p)
+    order = np.argsort(probes[:, 0], kind="stable")
+    home = probes[order, 0]
+    cells, starts = np.unique(home, return_index=True)
+    ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)[order]
+    return cells, starts, ids, block.x[order], block.sqnorm[order], block.labels[order], probes[order]
+
+
+def gather_cell(cell: int, *routes) -> Cell:
+    """The rows of one cell collected from every block's :func:`route_block` output."""
+    pieces = []
+    for cells, starts, ids, x, sq, lab, probes in routes:
+        pos = np.searchsorted(cells, cell)
+        if pos < cells.size and cells[pos] == cell:
+            end = starts[pos + 1] if pos + 1 < cells.size else ids.size
+            s = slice(starts[pos], end)
+            pieces.append((ids[s], x[s], sq[s], lab[s], probes[s]))
+    if not pieces:
+        raise ValueError(f"cell {cell} has no rows")  # the graph only asks for non-empty cells
+    return Cell(*(np.concatenate([p[t] for p in pieces]) for t in range(5)))
+
+
+def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: tuple, rows=None, probes=None) -> tuple:
+    """k nearest admissible rows, per mode, of rows of cell ``home_id`` among the cells each probes.
+
+    Parameters
+    ----------
+    home_id : int
+        The query rows' cell (one of ``cell_ids``).
+    cell_ids : ndarray of int, shape (c,)
+        Ids of ``cells``: every cell any query row probes, ``home_id`` included.
+    cells : list of Cell
+    k : int
+    modes : tuple of {"all", "same", "other"}
+    rows : ndarray of int64, optional
+        Positions in the home cell of the rows to search (default: all).
+    probes : ndarray of int, shape (len(rows), p), optional
+        Cells probed by those rows (default: the home cell's ``probes``).
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (m,)
+        Global ids of the query rows.
+    neighbours : tuple of Neighbours
+        One per mode, ordered by (distance, id); a row is never its own neighbour.
+    """
+    cell_ids = np.asarray(cell_ids)
+    home_pos = int(np.flatnonzero(cell_ids == home_id)[0])
+    home = cells[home_pos]
+    rows = np.arange(home.ids.size) if rows is None else np.asarray(rows, dtype=np.int64)
+    probes = home.probes[rows] if probes is None else np.asarray(probes)
+    qx, q_sq, q_lab = home.x[rows], home.sqnorm[rows], home.labels[rows]
+    m = rows.size
+    sizes = np.array([c.ids.size for c in cells], dtype=np.int64)
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    union_ids = np.concatenate([c.ids for c in cells])
+    q_union = offs[home_pos] + rows  # the query rows' own positions in the union (self exclusion)
+    codes = [MODE_CODES[mode] for mode in modes]
+    heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
+    for ci, (cid, r) in enumerate(zip(cell_ids, cells)):
+        sel = np.flatnonzero((probes == cid).any(axis=1))
+        if sel.size == 0:
+            continue
+        subs = [(hd[sel], hi[sel]) for hd, hi in heaps]
+        for qs in range(0, sel.size, QUERY_SLAB):
+            qe = min(sel.size, qs + QUERY_SLAB)
+            qsel = sel[qs:qe]
+            for rs in range(0, r.ids.size, REF_SLAB):
+                re = min(r.ids.size, rs + REF_SLAB)
+                gram = qx[qsel] @ r.x[rs:re].T
+                for code, (hd, hi) in zip(codes, subs):
+                    push_masked(
+                        gram, q_sq[qsel], r.sqnorm[rs:re], int(offs[ci] + rs), q_union[qsel], q_lab[qsel],
+                        r.labels[rs:re], code, True, hd[qs:qe], hi[qs:qe],
+                    )
+        for (hd, hi), (sd, si) in zip(heaps, subs):
+            hd[sel] = sd
+            hi[sel] = si
+    out = []
+    for hd, hi in heaps:
+        sq = np.full((m, k), np.inf)
+        lab = np.full((m, k), -1, np.int64)
+        for ci, r in enumerate(cells):
+            exact_candidates(qx, r.x, int(offs[ci]), r.labels, hi, sq, lab)
+        gids = np.where(hi >= 0, union_ids[np.maximum(hi, 0)], -1)
+        out.append(_select(gids, sq, lab, k))
+    return home.ids[rows], tuple(out)
+
+
+def drop_self(nb: Neighbours, q_ids: np.ndarray, k: int) -> Neighbours:
+    """Remove each row's own id from a (k + 1)-wide record (or its last entry when absent)."""
+    m, width = nb.ids.shape
+    is_self = nb.ids == q_ids[:, None]
+    # keep the first k entries that are not the row itself
+    keep = ~is_self & (np.cumsum(~is_self, axis=1) <= k)
+    cols = np.sort(np.where(keep, np.arange(width)[None, :], width), axis=1)[:, :k]
+    return Neighbours(
+        np.take_along_axis(nb.ids, cols, axis=1),
+        np.take_along_axis(nb.sqdist, cols, axis=1),
+        np.take_along_axis(nb.labels, cols, axis=1),
+    )
+
+
+def probe_summary(route) -> tuple:
+    """Per home cell present in a routed block: its row count and the cells its rows probe."""
+    cells, starts, _ids, _x, _sq, _lab, probes = route
+    ends = np.r_[starts[1:], probes.shape[0]]
+    return cells, ends - starts, [np.unique(probes[s:e]) for s, e in zip(starts, ends)]
+
+
+def rows_block(x: np.ndarray, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray) -> tuple:
+    """Selected rows (any ids) prepared as a query SearchBlock, with their ids."""
+    return np.asarray(ids, dtype=np.int64), prepare_search_block(x, 0, centre, labels)

@@ -26,22 +26,95 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import dask
 import numpy as np
 
+from distdataeval import config
 from distdataeval.errors import InvalidInputError, InvalidParameterError
 from distdataeval.evaluators import _label_error_kernels as LK
-from distdataeval.evaluators.masked_search import masked_knn, prepare_search_blocks
+from distdataeval.evaluators.masked_search import (
+    cell_knn,
+    exact_rows_knn,
+    gather_cells,
+    masked_knn,
+    prepare_search_blocks,
+    probe_summaries,
+    route_to_cells,
+)
 from distdataeval.io.source import check_scan, open_source, scan_source
+from distdataeval.pipeline import LowRecallWarning
 from distdataeval.runtime.client import active_client
 
-__all__ = ["LabelErrorResult", "label_errors"]
+__all__ = ["LabelErrorRecall", "LabelErrorResult", "label_errors"]
+
+log = logging.getLogger(__name__)
 
 _KEYS = ("errors", "error_rank", "scores")
 DEFAULT_K = 50
+SEARCHES = ("auto", "exact", "approx")
+# search="auto" is exact up to this many rows, approx above (see the module notes for the
+# measurement it comes from)
+AUTO_EXACT_MAX_ROWS = 30_000
+CELL_ROWS = 2048  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
+NPROBE = 8  # approx mode: cells each row is searched in (its own and the 7 next nearest)
+RECALL_SAMPLE = 1000
+FLAG_SAMPLE = 200  # approx-flagged rows re-checked exactly
+RECALL_TARGET = 0.9
+FALLBACK_MAX_ROWS = 5000  # rows short of neighbours after probing searched exactly (at most)
+CENTROID_SAMPLE_PER_CELL = 40
+_SEED_PATH = 70  # seed sub-path of this evaluator's random choices
+
+
+@dataclass(frozen=True)
+class LabelErrorRecall:
+    """Quality of an approximate ``label_errors`` run, measured against exact search.
+
+    Attributes
+    ----------
+    rows : int
+        Seeded random rows searched exactly as well.
+    intra, extra : float
+        Mean over those rows of the share of the exact intra- / extra-class neighbours the
+        approximate search found (a neighbour counts when its distance is <= the exact k-th
+        distance, so ties do not matter).
+    score_error : float
+        Largest relative score error |approx - exact| / exact over those rows.
+    flag_agreement : float
+        Share of those rows flagged (score >= 1) by both searches or by neither.
+    flagged_checked : int
+        Approx-flagged rows (seeded random, up to ``FLAG_SAMPLE``) re-scored exactly.
+    flagged_confirmed : float
+        Share of them the exact search flags too (nan when none was checked).
+    suggestion_agreement : float
+        Share of the rows flagged by both (among all rows checked) with the same suggestions.
+    short_rows : int
+        Rows that found fewer neighbours than they have in the probed cells.
+    fallback_rows : int
+        Of those, rows searched exactly (at most ``FALLBACK_MAX_ROWS``; the rest keep their
+        approximate lists, with a warning).
+    n_cells, nprobe : int
+        Cells and cells probed per row.
+    """
+
+    rows: int
+    intra: float
+    extra: float
+    score_error: float
+    flag_agreement: float
+    flagged_checked: int
+    flagged_confirmed: float
+    suggestion_agreement: float
+    short_rows: int
+    fallback_rows: int
+    n_cells: int
+    nprobe: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,12 +132,18 @@ class LabelErrorResult(Mapping):
         intra / extra mean neighbour distance per sample (``inf`` for a class of one sample).
     k : int
         Neighbours actually averaged (``k_eff``).
+    search : {"exact", "approx"}
+        The search that ran.
+    recall : LabelErrorRecall or None
+        Measured quality of an approximate run (None for exact).
     """
 
     errors: dict
     error_rank: np.ndarray
     scores: np.ndarray
     k: int
+    search: str = "exact"
+    recall: LabelErrorRecall | None = None
 
     def __getitem__(self, key: str):
         if key not in _KEYS:
@@ -106,11 +185,28 @@ def effective_k(k: int, counts: np.ndarray, n: int) -> int:
     return int(min(k, multi.min() - 1)) if multi.size else int(min(k, n - 1))
 
 
+def _check_search(search, n_cells, nprobe, recall_sample, recall_target):
+    if search not in SEARCHES:
+        raise InvalidParameterError(f"unknown search {search!r}; use one of {SEARCHES}")
+    for name, value, low in (("n_cells", n_cells, 1), ("nprobe", nprobe, 1), ("recall_sample", recall_sample, 0)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
+    if isinstance(recall_target, bool) or not isinstance(recall_target, (int, float)) or not 0 <= recall_target <= 1:
+        raise InvalidParameterError(f"recall_target must be a number in [0, 1], got {recall_target!r}")
+
+
 def label_errors(
     embeddings,
     labels,
     k: int | None = None,
     *,
+    search: str = "auto",
+    n_cells: int | None = None,
+    nprobe: int | None = None,
+    recall_sample: int = RECALL_SAMPLE,
+    recall_target: float = RECALL_TARGET,
     client=None,
     array: str | None = None,
     chunk_rows: int | None = None,
@@ -127,6 +223,20 @@ def label_errors(
         Neighbours per side (default 50, DataEval's); the search uses
         ``k_eff = min(k, smallest class size - 1)`` (classes of one sample left out, see the
         module notes). An explicit ``k`` must be < n.
+    search : {"auto", "exact", "approx"}
+        ``"exact"``: brute force over all rows, O(n^2 d), DataEval's results. ``"approx"``: cell
+        (IVF) search, O(n * nprobe * n / n_cells * d), with its recall measured on a sample
+        (``result.recall``). ``"auto"`` (default): exact up to ``AUTO_EXACT_MAX_ROWS`` rows.
+    n_cells : int, optional
+        Approx: number of cells (default ``ceil(n / 2048)``; cells expected to be much larger
+        than ``n / n_cells`` are split).
+    nprobe : int, optional
+        Approx: cells each row is searched in (default 8).
+    recall_sample : int
+        Approx: random rows also searched exactly to measure recall (default 1000; 0 skips it).
+    recall_target : float
+        Approx: a :class:`~distdataeval.pipeline.LowRecallWarning` is issued when the intra- or
+        extra-class recall falls below it (default 0.9).
     client : distributed.Client, optional
         Cluster to run on (default: the current client, else a local cluster).
     array : str, optional
@@ -137,14 +247,16 @@ def label_errors(
     Returns
     -------
     LabelErrorResult
-        ``errors`` dict, ``error_rank`` int64 (n,), ``scores`` float32 (n,), ``k``.
+        ``errors`` dict, ``error_rank`` int64 (n,), ``scores`` float32 (n,), ``k``, ``search``,
+        ``recall``.
 
     Raises
     ------
     InvalidInputError
         Wrong label length or shape, non-integer labels, a single class, NaN/inf embeddings.
     InvalidParameterError
-        ``k`` not an int, < 1 or >= n.
+        ``k`` not an int, < 1 or >= n; unknown ``search``; bad ``n_cells``, ``nprobe``,
+        ``recall_sample`` or ``recall_target``.
 
     Examples
     --------
@@ -158,12 +270,14 @@ def label_errors(
     """
     explicit_k = k is not None
     k = _check_k(DEFAULT_K if k is None else k)
+    _check_search(search, n_cells, nprobe, recall_sample, recall_target)
     with active_client(client) as c:
         n_workers = max(1, len(c.scheduler_info().get("workers", {})))
         source = open_source(embeddings, array, chunk_rows=chunk_rows, n_workers=n_workers)
         n = source.n
         y = _check_labels(labels, n)
         classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        codes = codes.astype(np.int64)
         if classes.size < 2:
             raise InvalidInputError(
                 f"label_errors needs at least 2 classes (it compares each sample's own class with the others); "
@@ -174,17 +288,184 @@ def label_errors(
         k_eff = effective_k(k, counts, n)
         centre = check_scan(source, c.compute(scan_source(source)).result())
         x = source.data
-        blocks = prepare_search_blocks(x, centre, codes.astype(np.int64))
+        blocks = prepare_search_blocks(x, centre, codes)
         chunks = x.chunks[0]
-        neighbours = masked_knn(blocks, chunks, blocks, chunks, k_eff, ("same", "other"), d=source.d, exclude_self=True)
-        offsets = np.concatenate([[0], np.cumsum(chunks)[:-1]])
-        score = dask.delayed(LK.score_block, pure=True)
-        parts = c.compute([score(nb, k_eff, int(o)) for nb, o in zip(neighbours, offsets)], sync=True)
-    scores = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    flagged = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    suggestions = np.concatenate([p[2] for p in parts]).reshape(-1, 2)
+        if search == "exact" or (search == "auto" and n <= AUTO_EXACT_MAX_ROWS):
+            neighbours = masked_knn(blocks, chunks, blocks, chunks, k_eff, ("same", "other"), d=source.d, exclude_self=True)
+            offsets = np.concatenate([[0], np.cumsum(chunks)[:-1]])
+            score = dask.delayed(LK.score_block, pure=True)
+            parts = c.compute([score(nb, k_eff, int(o)) for nb, o in zip(neighbours, offsets)], sync=True)
+            scores = np.concatenate([p[0] for p in parts]).astype(np.float32)
+            flagged = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            suggestions = np.concatenate([p[2] for p in parts]).reshape(-1, 2)
+            recall = None
+        else:
+            scores, flagged, suggestions, recall = _approx(
+                c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, recall_sample, recall_target
+            )
     rank = np.lexsort((np.arange(n), -scores.astype(np.float64))).astype(np.int64)
     errors = {
         int(i): (int(y[i]), [int(classes[s]) for s in row if s >= 0]) for i, row in zip(flagged, suggestions)
     }
-    return LabelErrorResult(errors=errors, error_rank=rank, scores=scores, k=k_eff)
+    return LabelErrorResult(
+        errors=errors, error_rank=rank, scores=scores, k=k_eff, search="exact" if recall is None else "approx", recall=recall
+    )
+
+
+def _collect(parts: list, scores, found, flagged: dict, sampled: dict) -> None:
+    """Write score_rows outputs into the driver's arrays (later parts overwrite earlier ones)."""
+    for ids, sc, fd, fl, sug, (s_ids, s_intra, s_extra) in parts:
+        scores[ids] = sc
+        found[ids] = fd
+        for i in set(flagged).intersection(ids.tolist()):  # a re-searched row drops its earlier flag
+            del flagged[i]
+        flagged.update({int(i): row for i, row in zip(fl, sug)})
+        sampled.update({int(i): (a, b) for i, a, b in zip(s_ids, s_intra, s_extra)})
+
+
+def _distance_recall(approx_sq: np.ndarray, exact_sq: np.ndarray) -> float:
+    """Share of the exact neighbours found: approx distances within the exact k-th distance."""
+    have = np.isfinite(exact_sq)
+    count = have.sum(axis=1)
+    kth = np.where(count > 0, np.max(np.where(have, exact_sq, -np.inf), axis=1), np.inf)
+    hit = (approx_sq <= kth[:, None] * (1 + 1e-9) + 1e-12).sum(axis=1)
+    ok = count > 0
+    return float(np.mean(np.minimum(hit[ok], count[ok]) / count[ok])) if ok.any() else float("nan")
+
+
+def _fit_cells(sample: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
+    """Cell centroids: k-means (one seeded k-means++ run) on the centred sample rows."""
+    from sklearn.cluster import KMeans
+
+    n_cells = min(n_cells, sample.shape[0])
+    if n_cells == 1:
+        return sample.mean(axis=0, keepdims=True)
+    km = KMeans(n_clusters=n_cells, n_init=1, max_iter=50, random_state=int(rng.integers(2**31 - 1)))
+    centroids = km.fit(sample).cluster_centers_
+    # a centroid no sample row is nearest to would make an empty cell: drop it
+    used = np.unique(km.labels_)
+    return centroids[used]
+
+
+def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, recall_sample, recall_target):
+    """The cell (IVF) search: scores (n,), flagged ids, their suggestions (codes), recall."""
+    t0 = time.perf_counter()
+    n, d = source.n, source.d
+    x = source.data
+    chunks = x.chunks[0]
+    modes = ("same", "other")
+    # 1. cell centroids: k-means on a seeded sample (oversized cells split)
+    target_cells = n_cells if n_cells is not None else math.ceil(n / CELL_ROWS)
+    target_cells = max(1, min(target_cells, n))
+    rng = config.rng_for("sampling", _SEED_PATH)
+    n_sample = min(n, max(CENTROID_SAMPLE_PER_CELL * target_cells, 10_000))
+    pick = np.sort(rng.choice(n, n_sample, replace=False))
+    sample = np.asarray(c.compute(x[pick]).result(), dtype=np.float64).reshape(n_sample, -1) - centre
+    centroids = _fit_cells(sample, target_cells, config.rng_for("sampling", _SEED_PATH, 1))
+    p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
+    # 2. rows routed to their nearest cell, with the cells they probe
+    routes = c.persist(route_to_cells(blocks, centroids, p))
+    summaries = c.compute(probe_summaries(routes), sync=True)
+    probed: dict = {}
+    for cells, _sizes, targets in summaries:
+        for cell, t in zip(cells, targets):
+            probed[int(cell)] = np.union1d(probed.get(int(cell), np.empty(0, np.int64)), t)
+    homes = np.array(sorted(probed), dtype=np.int64)
+    # a probed cell that is nobody's home has no rows
+    probed = {h: np.intersect1d(t, homes) for h, t in probed.items()}
+    cells = gather_cells(routes, homes)
+    # 3. search: each home cell against the cells its rows probe; scored where it ran
+    sample_ids = np.sort(config.rng_for("recall", _SEED_PATH).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
+    score = dask.delayed(LK.score_rows, pure=True)
+    searches = cell_knn(cells, probed, k_eff, modes)
+    parts = c.compute([score(r, k_eff, sample_ids) for r in searches.values()], sync=True)
+    del routes, cells, searches
+    scores = np.zeros(n, np.float32)
+    found = np.zeros((n, 2), np.int32)
+    flagged: dict = {}
+    sampled: dict = {}
+    _collect(parts, scores, found, flagged, sampled)
+    t_search = time.perf_counter() - t0
+    # 4. rows with fewer neighbours than they have: exact search (bounded)
+    own = counts[codes]
+    expected = np.stack([np.minimum(k_eff, own - 1), np.minimum(k_eff, n - own)], axis=1)
+    short = np.flatnonzero((found < expected).any(axis=1))
+    fallback = short
+    if short.size > FALLBACK_MAX_ROWS:
+        # the rows most likely to be wrongly flagged first: a short extra-class list
+        # underestimates the extra distance, so overestimates the score
+        order = np.lexsort((short, -scores[short].astype(np.float64)))
+        fallback = np.sort(short[order[:FALLBACK_MAX_ROWS]])
+        warnings.warn(
+            f"label_errors approx: {short.size} rows found fewer neighbours than they have in their {p} probed "
+            f"cells; {fallback.size} of them were searched exactly, the rest keep partial neighbour lists "
+            "(raise nprobe, or use search='exact')",
+            LowRecallWarning,
+            stacklevel=3,
+        )
+    t_fb = time.perf_counter()
+    if fallback.size:
+        extra = exact_rows_knn(x, fallback, centre, codes, blocks, chunks, k_eff, modes, d=d)
+        _collect(c.compute([score(r, k_eff, sample_ids) for r in extra], sync=True), scores, found, flagged, sampled)
+    t_fb = time.perf_counter() - t_fb
+    # 5. recall: sampled rows (and some flagged rows) searched exactly
+    t_rec = time.perf_counter()
+    recall = _measure_recall(
+        c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, short.size, fallback.size,
+        centroids.shape[0], p,
+    )
+    log.info(
+        "label_errors approx: %d cells, nprobe %d: cells + search %.1f s, %d short rows (%d searched exactly, %.1f s), "
+        "recall measured in %.1f s: %s",
+        centroids.shape[0], p, t_search, short.size, fallback.size, t_fb, time.perf_counter() - t_rec, recall,
+    )
+    if recall.rows and min(recall.intra, recall.extra) < recall_target:
+        warnings.warn(
+            f"label_errors approx: neighbour recall intra {recall.intra:.3f} / extra {recall.extra:.3f} is below the "
+            f"target {recall_target}; raise nprobe or use search='exact' (O(n^2))",
+            LowRecallWarning,
+            stacklevel=3,
+        )
+    ids = np.array(sorted(flagged), dtype=np.int64)
+    sug = np.array([flagged[int(i)] for i in ids], dtype=np.int64).reshape(-1, 2)
+    return scores, ids, sug, recall
+
+
+def _measure_recall(c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, n_short,
+                    n_fallback, n_cells, p) -> LabelErrorRecall:
+    flagged_ids = np.array(sorted(flagged), dtype=np.int64)
+    rng = config.rng_for("recall", _SEED_PATH, 1)
+    check = np.sort(rng.choice(flagged_ids, min(FLAG_SAMPLE, flagged_ids.size), replace=False)) if flagged_ids.size else flagged_ids
+    rows = np.union1d(sample_ids, check)
+    if rows.size == 0:
+        nan = float("nan")
+        return LabelErrorRecall(0, nan, nan, nan, nan, 0, nan, nan, int(n_short), int(n_fallback), int(n_cells), int(p))
+    score = dask.delayed(LK.score_rows, pure=True)
+    exact = c.compute(
+        [score(r, k_eff, sample_ids) for r in exact_rows_knn(x, rows, centre, codes, blocks, chunks, k_eff, modes, d=d)],
+        sync=True,
+    )
+    e_scores = np.concatenate([p[1] for p in exact])
+    e_ids = np.concatenate([p[0] for p in exact])
+    e_flag = {int(i): row for p in exact for i, row in zip(p[3], p[4])}
+    e_samp = {int(i): (a, b) for p in exact for i, a, b in zip(*p[5])}
+    by_id = dict(zip(e_ids.tolist(), e_scores.tolist()))
+    s = sample_ids
+    if s.size == 0:
+        intra = extra = float("nan")
+    else:
+        intra = _distance_recall(np.stack([sampled[int(i)][0] for i in s]), np.stack([e_samp[int(i)][0] for i in s]))
+        extra = _distance_recall(np.stack([sampled[int(i)][1] for i in s]), np.stack([e_samp[int(i)][1] for i in s]))
+    a_sc = scores[s].astype(np.float64)
+    e_sc = np.array([by_id[int(i)] for i in s])
+    fin = np.isfinite(e_sc) & (e_sc > 0)
+    with np.errstate(invalid="ignore"):
+        score_error = float(np.max(np.abs(a_sc[fin] - e_sc[fin]) / e_sc[fin])) if fin.any() else float("nan")
+    agree = float(np.mean((a_sc >= LK.THRESHOLD) == (e_sc >= LK.THRESHOLD))) if s.size else float("nan")
+    confirmed = float(np.mean([by_id[int(i)] >= LK.THRESHOLD for i in check])) if check.size else float("nan")
+    both = [int(i) for i in rows if int(i) in flagged and int(i) in e_flag]
+    same_sug = float(np.mean([np.array_equal(flagged[i], e_flag[i]) for i in both])) if both else float("nan")
+    return LabelErrorRecall(
+        int(s.size), intra, extra, score_error, agree, int(check.size), confirmed, same_sug, int(n_short),
+        int(n_fallback), int(n_cells), int(p),
+    )

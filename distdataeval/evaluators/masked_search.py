@@ -131,3 +131,126 @@ def kth_distance(neighbours: list, query_chunks: tuple, column: int, mode: int =
 
 def _column(nb, mode: int, column: int) -> np.ndarray:
     return np.sqrt(nb[mode].sqdist[:, column])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell (IVF) search and exact search of selected rows: the approximate mode of label_errors.
+# ---------------------------------------------------------------------------------------------
+
+
+def route_to_cells(blocks: list, centroids: np.ndarray, nprobe: int) -> list:
+    """Lazy :func:`~distdataeval.evaluators._search_kernels.route_block` of every SearchBlock."""
+    route = dask.delayed(K.route_block, pure=True)
+    return [route(b, centroids, nprobe) for b in blocks]
+
+
+def probe_summaries(routes: list) -> list:
+    """Lazy per-route (home cells, rows per cell, cells probed per home cell)."""
+    summary = dask.delayed(K.probe_summary, pure=True)
+    return [summary(r) for r in routes]
+
+
+def gather_cells(routes: list, cell_ids) -> dict:
+    """Lazy :class:`~distdataeval.evaluators._search_kernels.Cell` per (non-empty) cell id.
+
+    Every cell task reads its rows from all routed blocks; on a worker, a routed block is
+    fetched once whatever the number of cells, so the data moves about once.
+    """
+    gather = dask.delayed(K.gather_cell, pure=True)
+    token = dask.base.tokenize(routes)
+    return {int(c): gather(int(c), *routes, dask_key_name=f"cells-gather-{token}-{int(c)}") for c in cell_ids}
+
+
+def _cell_search(home_id, cell_ids, cells, k, modes, rows, probes):
+    with limit_threads(1):
+        return K.search_cell(home_id, cell_ids, cells, k, modes, rows, probes)
+
+
+def cell_knn(cells: dict, probed: dict, k: int, modes: tuple, subset: dict | None = None) -> dict:
+    """Lazy k nearest admissible rows of each cell's rows among the cells they probe.
+
+    Parameters
+    ----------
+    cells : dict of int to Delayed Cell
+    probed : dict of int to ndarray
+        Home cell -> every cell its (searched) rows probe, itself included.
+    k : int
+    modes : tuple of {"all", "same", "other"}
+    subset : dict of int to (ndarray, ndarray), optional
+        Home cell -> (positions of the rows to search, their probed cells); default: every row
+        with its own probes.
+
+    Returns
+    -------
+    dict of int to Delayed
+        Home cell -> (global ids of the searched rows, tuple of Neighbours per mode). Work:
+        sum over rows of (rows in the probed cells) x d; memory per task: the probed cells.
+    """
+    for mode in modes:
+        if mode not in K.MODES:
+            raise InvalidParameterError(f"unknown search mode {mode!r}; known: {K.MODES}")
+    search = dask.delayed(_cell_search, pure=True)
+    out = {}
+    for home, targets in probed.items():
+        rows, probes = (None, None) if subset is None else subset[home]
+        ids = np.asarray(targets, dtype=np.int64)
+        out[home] = search(int(home), ids, [cells[int(c)] for c in ids], k, modes, rows, probes)
+    return out
+
+
+def _exact_rows(q, refs, k, modes):
+    ids, block = q
+    with limit_threads(1):
+        return ids, K.search_tile(block, refs, k, modes, False)
+
+
+def _merge_rows(parts, k, modes):
+    ids = parts[0][0]
+    merged = tuple(K.merge_neighbours([p[1][t] for p in parts], k + 1) for t in range(len(modes)))
+    return ids, tuple(K.drop_self(nb, ids, k) if mode != "other" else _trim(nb, k) for nb, mode in zip(merged, modes))
+
+
+def _trim(nb, k):
+    return K.Neighbours(nb.ids[:, :k], nb.sqdist[:, :k], nb.labels[:, :k])
+
+
+def exact_rows_knn(
+    x: da.Array, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray, refs: list, ref_chunks: tuple,
+    k: int, modes: tuple, *, d: int, query_rows: int = 2048,
+) -> list:
+    """Lazy exact k nearest admissible rows of the rows ``ids`` (any order) among all rows.
+
+    Parameters
+    ----------
+    x : dask array, shape (n, d)
+    ids : ndarray of int64
+        Rows to search.
+    centre : ndarray of float64, shape (d,)
+    labels : ndarray of int64, shape (n,)
+        Label codes of all rows.
+    refs : list of Delayed SearchBlock
+        All rows (from :func:`prepare_search_blocks` with the same centre and labels).
+    ref_chunks : tuple of int
+    k : int
+    modes : tuple of {"all", "same", "other"}
+    d : int
+    query_rows : int
+        Query rows per task group.
+
+    Returns
+    -------
+    list of Delayed
+        Per group of query rows: (their ids, tuple of Neighbours per mode); a row is never its
+        own neighbour. Work: len(ids) x n x d.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    prep = dask.delayed(K.rows_block, pure=True)
+    tile = dask.delayed(_exact_rows, pure=True)
+    merge = dask.delayed(_merge_rows, pure=True)
+    out = []
+    for s in range(0, ids.size, query_rows):
+        part = np.sort(ids[s : s + query_rows])
+        q = prep(x[part].rechunk(-1).to_delayed().ravel()[0], part, centre, labels[part])
+        tiles = [tile(q, [refs[j] for j in group], k + 1, modes) for group in _groups(ref_chunks, d)]
+        out.append(merge(tiles, k, modes))
+    return out

@@ -201,3 +201,120 @@ def test_row_permutation_and_chunking_invariance(dask_client, tmp_path):
     moved = label_errors(str(store), y[perm], k=7)
     np.testing.assert_allclose(moved.scores, base.scores[perm], rtol=1e-6)
     assert {int(perm[i]): v for i, v in moved.errors.items()} == base.errors
+
+
+# --------------------------------------------------------------------------------------------
+# approximate (cell) search
+# --------------------------------------------------------------------------------------------
+
+
+def _flipped_mixture(n: int, d: int, n_classes: int, seed: int, flip: float = 0.02):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (n_classes, d))
+    y = rng.integers(0, n_classes, n)
+    x = (centres[y] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    noisy = y.copy()
+    f = rng.choice(n, int(flip * n), replace=False)
+    noisy[f] = (noisy[f] + rng.integers(1, n_classes, f.size)) % n_classes
+    return x, noisy, f
+
+
+def _jaccard(a, b) -> float:
+    a, b = set(a), set(b)
+    return len(a & b) / max(1, len(a | b))
+
+
+def test_approx_matches_brute_force_on_flipped_mixture(dask_client):
+    """Cells really restrict the search (24 cells, 4 probed), yet flags, suggestions and
+    scores follow the dense per-class reference; the reported recall is measured, not assumed."""
+    from distdataeval import config
+
+    x, y, flipped = _flipped_mixture(6000, 8, 8, seed=1)
+    with config.use_seed(3):
+        out = label_errors(x, y, k=20, search="approx", n_cells=24, nprobe=4, chunk_rows=1000)
+    ref_scores, ref_errors, _ = brute_label_errors(x.astype(np.float64), y, 20)
+    assert out.search == "approx"
+    r = out.recall
+    assert r.n_cells >= 20 and r.nprobe == 4 and r.rows == 1000
+    assert r.intra >= 0.9 and r.extra >= 0.9
+    assert _jaccard(out.errors, ref_errors) >= 0.97
+    both = set(out.errors) & set(ref_errors)
+    assert np.mean([out.errors[i] == ref_errors[i] for i in both]) >= 0.97
+    assert np.median(np.abs(out.scores - ref_scores) / ref_scores) < 1e-3
+    # the measured recall agrees with an independent count on the same kind of rows
+    rel = np.abs(out.scores - ref_scores) / ref_scores
+    assert r.flag_agreement == pytest.approx(1.0, abs=0.01)
+    assert r.score_error >= 0 and np.quantile(rel, 0.99) < 0.05
+    assert np.mean([i in set(flipped.tolist()) for i in out.errors]) > 0.8
+
+
+def test_approx_is_deterministic_and_chunking_free(dask_client):
+    from distdataeval import config
+
+    x, y, _ = _flipped_mixture(3000, 6, 5, seed=2)
+    runs = []
+    for chunk in (500, 500, 777):
+        with config.use_seed(11):
+            runs.append(label_errors(x, y, k=10, search="approx", n_cells=12, nprobe=3, chunk_rows=chunk))
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.scores, runs[0].scores)
+        np.testing.assert_array_equal(other.error_rank, runs[0].error_rank)
+        assert other.errors == runs[0].errors
+        assert other.recall == runs[0].recall
+
+
+def test_approx_short_rows_fall_back_to_exact(dask_client):
+    """Clean, far-apart classes and one probe: a row's own cells hold no other class, so every
+    extra-class list is empty after probing; those rows are searched exactly and the result
+    equals the brute-force reference."""
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 400)
+    x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
+    out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, chunk_rows=300)
+    ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
+    assert out.recall.short_rows == 1200 and out.recall.fallback_rows == 1200
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=1e-6)
+    assert out.errors == ref_errors
+    assert out.recall.extra == pytest.approx(1.0)
+
+
+def test_approx_low_recall_warns(dask_client):
+    from distdataeval import config
+    from distdataeval.pipeline import LowRecallWarning
+
+    x, y, _ = _flipped_mixture(4000, 16, 4, seed=5, flip=0.2)
+    with config.use_seed(0), pytest.warns(LowRecallWarning, match="below the target"):
+        out = label_errors(x, y, k=30, search="approx", n_cells=40, nprobe=1, recall_target=1.0)
+    assert min(out.recall.intra, out.recall.extra) < 1.0
+
+
+def test_auto_switches_on_row_count(dask_client, monkeypatch):
+    from distdataeval.evaluators import label_errors as module
+
+    f = _golden("LE1")
+    out = label_errors(f["E"], f["y"], chunk_rows=32)
+    assert out.search == "exact" and out.recall is None
+    monkeypatch.setattr(module, "AUTO_EXACT_MAX_ROWS", 50)
+    out = label_errors(f["E"], f["y"], k=10, chunk_rows=32, recall_sample=0)
+    assert out.search == "approx" and out.recall.rows == 0
+    # 90 rows: the cells are few, every row probes all of them, the result is the exact one
+    ref_scores, ref_errors, _ = brute_label_errors(f["E"], f["y"], 10)
+    assert out.errors == ref_errors
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=1e-6)
+
+
+class TestApproxErrors:
+    @pytest.mark.parametrize(
+        "kwargs, match",
+        [
+            ({"search": "fast"}, "unknown search 'fast'"),
+            ({"search": "approx", "nprobe": 0}, "nprobe must be an int >= 1"),
+            ({"search": "approx", "n_cells": 2.5}, "n_cells must be an int >= 1"),
+            ({"search": "approx", "recall_sample": -1}, "recall_sample must be an int >= 0"),
+            ({"search": "approx", "recall_target": 1.5}, r"recall_target must be a number in \[0, 1\]"),
+        ],
+    )
+    def test_bad_search_parameters(self, dask_client, kwargs, match):
+        x = np.random.default_rng(0).normal(size=(20, 2))
+        with pytest.raises(InvalidParameterError, match=match):
+            label_errors(x, np.arange(20) % 2, **kwargs)
