@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Time ``label_errors`` (approximate cell search by default) on synthetic embeddings from Zarr.
+
+    python benchmarks/bench_label_errors.py --zarr /work/data/bench/emb_n1000000_d64_seed0.zarr
+    python benchmarks/bench_label_errors.py --n 100000 --d 64      # generated into --cache first
+
+Data: a store written by ``benchmarks/make_embeddings.py`` (array ``embeddings``; labels = its
+``true_labels``, outliers' -1 included as a class) with a seeded 1% of the labels changed to
+another of the labels present. The embeddings are read lazily from the Zarr store by
+``label_errors`` itself.
+
+On a LocalCluster of ``--workers`` single-threaded worker processes it prints: wall seconds;
+peak RSS of the driver process and of the worker processes (summed; sampled every 0.2 s); the
+quality the approximate run measured against exact search on a seeded sample (``result.recall``:
+intra / extra neighbour recall, flag agreement, flagged rows confirmed, suggestion agreement,
+rows searched exactly as a fallback); and how many of the changed labels were flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class PeakRSS:
+    """Samples the RSS of the driver and the summed RSS of the workers in a thread."""
+
+    def __init__(self, client, interval: float = 0.2):
+        import psutil
+
+        self.client, self.interval = client, interval
+        self.me = psutil.Process()
+        self.driver = self.workers = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        self.driver = max(self.driver, self.me.memory_info().rss)
+        mem = self.client.run(lambda: __import__("psutil").Process().memory_info().rss)
+        self.workers = max(self.workers, int(sum(mem.values())))
+
+    def __enter__(self):
+        self._sample()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._sample()
+            except Exception:  # the cluster may be closing
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self._sample()
+
+
+def flipped_labels(true_labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with a seeded ``share`` of rows changed to another present label; and those rows."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(true_labels)
+    n = true_labels.size
+    rows = np.sort(rng.choice(n, int(round(share * n)), replace=False))
+    pos = np.searchsorted(classes, true_labels[rows])
+    shift = rng.integers(1, classes.size, rows.size)
+    noisy = true_labels.astype(np.int64)
+    noisy[rows] = classes[(pos + shift) % classes.size]
+    return noisy, rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zarr", default=None, help="store made by make_embeddings.py")
+    p.add_argument("--n", type=int, default=100_000, help="rows to generate when --zarr is not given")
+    p.add_argument("--d", type=int, default=64)
+    p.add_argument("--cache", default="/tmp/distdataeval_bench", help="where generated stores go")
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--search", default="approx", choices=["auto", "exact", "approx"])
+    p.add_argument("--n-cells", type=int, default=None)
+    p.add_argument("--nprobe", type=int, default=None)
+    p.add_argument("--flip", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+
+    import logging
+
+    import zarr
+    from distributed import Client, LocalCluster
+
+    from distdataeval import config, label_errors
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("distdataeval.evaluators.label_errors").setLevel(logging.INFO)
+    path = args.zarr
+    if path is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from make_embeddings import make_embeddings
+
+        path = os.path.join(args.cache, f"emb_n{args.n}_d{args.d}_seed{args.seed}.zarr")
+        if not os.path.exists(path):
+            make_embeddings(path, n=args.n, d=args.d, seed=args.seed)
+    group = zarr.open_group(path, mode="r")
+    noisy, rows = flipped_labels(np.asarray(group["true_labels"][:]), args.flip, args.seed)
+    n, d = group["embeddings"].shape
+    config.set_seed(args.seed)
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as lc, Client(lc) as client:
+        t0 = time.perf_counter()
+        with PeakRSS(client) as peak:
+            out = label_errors(path, noisy, k=args.k, search=args.search, n_cells=args.n_cells,
+                               nprobe=args.nprobe, array="embeddings", client=client)
+        wall = time.perf_counter() - t0
+    flagged = np.fromiter(out.errors, dtype=np.int64, count=len(out.errors))
+    found = np.isin(rows, flagged).mean() if rows.size else float("nan")
+    precision = np.isin(flagged, rows).mean() if flagged.size else float("nan")
+    print(f"label_errors: n={n} d={d} k_eff={out.k} search={out.search} {wall:.1f} s; peak RSS driver "
+          f"{peak.driver / 2**20:.0f} MiB, workers {peak.workers / 2**20:.0f} MiB ({args.workers} workers)")
+    print(f"flagged {flagged.size} rows; {found:.3f} of the {rows.size} changed labels flagged; "
+          f"{precision:.3f} of the flagged rows are changed labels")
+    if out.recall is not None:
+        r = out.recall
+        print(f"vs exact on {r.rows} sampled rows: recall intra {r.intra:.4f} extra {r.extra:.4f}, max score rel. "
+              f"error {r.score_error:.4f} (median {r.score_error_median:.5f}), flag agreement {r.flag_agreement:.4f}; {r.flagged_checked} flagged rows "
+              f"re-checked: {r.flagged_confirmed:.4f} confirmed, suggestions agree {r.suggestion_agreement:.4f}; "
+              f"{r.short_rows} short rows ({r.fallback_rows} searched exactly); {r.n_cells} cells, nprobe {r.nprobe}")
+
+
+if __name__ == "__main__":
+    main()
