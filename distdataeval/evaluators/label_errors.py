@@ -34,7 +34,7 @@ at 1M). ``search="approx"`` is a cell (IVF) search:
    n x nprobe x (n / n_cells) x d, memory per task the probed cells.
 3. A row that found fewer intra- or extra-class neighbours than it has (e.g. no other class in
    its probed cells) is searched exactly over all rows, at most ``FALLBACK_MAX_ROWS`` of them
-   (those with the highest scores first; a warning names the rest).
+   (those missing most neighbours first, then the highest scores; a warning counts the rest).
 4. ``recall_sample`` (1000) seeded random rows, plus up to 200 flagged rows, are searched
    exactly too; :class:`LabelErrorRecall` (``result.recall``) reports the neighbour recall,
    score errors, flag and suggestion agreement, and a ``LowRecallWarning`` is issued below
@@ -422,9 +422,10 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     short = np.flatnonzero((found < expected).any(axis=1))
     fallback = short
     if short.size > FALLBACK_MAX_ROWS:
-        # the rows most likely to be wrongly flagged first: a short extra-class list
-        # underestimates the extra distance, so overestimates the score
-        order = np.lexsort((short, -scores[short].astype(np.float64)))
+        # the rows missing most neighbours first, then the highest scores (a partial extra-class
+        # list underestimates the extra distance, so overestimates the score)
+        missing = (expected[short] - found[short]).sum(axis=1)
+        order = np.lexsort((short, -scores[short].astype(np.float64), -missing))
         fallback = np.sort(short[order[:FALLBACK_MAX_ROWS]])
         warnings.warn(
             f"label_errors approx: {short.size} rows found fewer neighbours than they have in their {p} probed "

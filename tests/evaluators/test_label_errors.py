@@ -278,6 +278,24 @@ def test_approx_short_rows_fall_back_to_exact(dask_client):
     assert out.recall.extra == pytest.approx(1.0)
 
 
+def test_approx_fallback_is_bounded(dask_client, monkeypatch):
+    """Beyond FALLBACK_MAX_ROWS short rows only the highest-scoring ones are searched exactly,
+    with a warning; those rows get the brute-force scores."""
+    from distdataeval.evaluators import label_errors as module
+    from distdataeval.pipeline import LowRecallWarning
+
+    monkeypatch.setattr(module, "FALLBACK_MAX_ROWS", 100)
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 400)
+    x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
+    with pytest.warns(LowRecallWarning, match="1200 rows found fewer neighbours.*100 of them were searched exactly"):
+        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, recall_sample=0)
+    assert out.recall.short_rows == 1200 and out.recall.fallback_rows == 100
+    ref_scores, _, _ = brute_label_errors(x, y, 8)
+    exact_rows = np.isclose(out.scores, ref_scores, rtol=1e-6)
+    assert exact_rows.sum() >= 100
+
+
 def test_approx_low_recall_warns(dask_client):
     from distdataeval import config
     from distdataeval.pipeline import LowRecallWarning
