@@ -161,6 +161,40 @@ def push_masked(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclude_s
 
 
 @numba.njit(cache=True, nogil=True)
+def push_same_other(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, same_d, same_i, other_d, other_i):
+    """:func:`push_masked` for modes "same" and "other" at once (self excluded): each pair's
+    distance is computed once and offered to the heap its labels select."""
+    m, c = gram.shape
+    k = same_d.shape[1]
+    for i in range(m):
+        root_s = same_d[i, 0]
+        root_o = other_d[i, 0]
+        qi = q_ids[i]
+        ql = q_lab[i]
+        for j in range(c):
+            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
+            if d < 0.0:
+                d = 0.0
+            if r_lab[j] == ql:
+                if d >= root_s:
+                    continue
+                rid = r_offset + j
+                if rid == qi:
+                    continue
+                same_d[i, 0] = d
+                same_i[i, 0] = rid
+                _sift_down(same_d[i], same_i[i], k)
+                root_s = same_d[i, 0]
+            else:
+                if d >= root_o:
+                    continue
+                other_d[i, 0] = d
+                other_i[i, 0] = r_offset + j
+                _sift_down(other_d[i], other_i[i], k)
+                root_o = other_d[i, 0]
+
+
+@numba.njit(cache=True, nogil=True)
 def exact_candidates(qx, rx, r_offset, r_lab, heap_i, out_sq, out_lab):
     """Exact squared distances (direct differences) and labels of the kept candidates that
     lie in one ref block."""
@@ -336,6 +370,7 @@ def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: 
     union_ids = np.concatenate([c.ids for c in cells])
     q_union = offs[home_pos] + rows  # the query rows' own positions in the union (self exclusion)
     codes = [MODE_CODES[mode] for mode in modes]
+    fused = tuple(modes) == ("same", "other")
     heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
     for ci, (cid, r) in enumerate(zip(cell_ids, cells)):
         sel = np.flatnonzero((probes == cid).any(axis=1))
@@ -348,6 +383,12 @@ def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: 
             for rs in range(0, r.ids.size, REF_SLAB):
                 re = min(r.ids.size, rs + REF_SLAB)
                 gram = qx[qsel] @ r.x[rs:re].T
+                if fused:
+                    push_same_other(
+                        gram, q_sq[qsel], r.sqnorm[rs:re], int(offs[ci] + rs), q_union[qsel], q_lab[qsel],
+                        r.labels[rs:re], subs[0][0][qs:qe], subs[0][1][qs:qe], subs[1][0][qs:qe], subs[1][1][qs:qe],
+                    )
+                    continue
                 for code, (hd, hi) in zip(codes, subs):
                     push_masked(
                         gram, q_sq[qsel], r.sqnorm[rs:re], int(offs[ci] + rs), q_union[qsel], q_lab[qsel],
