@@ -13,7 +13,8 @@ Lloyd loop ran 10.5 s at k = 50. So it is not used; the parts are replaced behin
 * **initialisation**: the best (lowest sample inertia) of ``SAMPLE_INITS`` = 3 draws of
   scikit-learn's greedy ``kmeans_plusplus`` with ``KMEANS_PP_TRIALS`` = 20 local trials, each
   refined by at most ``SAMPLE_MAX_ITER`` = 30 Lloyd steps, on a seeded uniform sample of
-  ``max(10_000, 16 K)`` rows (all rows when fewer), in one worker task. One k-means++ draw with
+  ``min(50_000, max(10_000, 16 K))`` rows (all rows when fewer), in one single-threaded worker
+  task (above K = 1000: one draw, default trials, 10 steps, as that cost grows like K^2). One k-means++ draw with
   scikit-learn's default 2 + ln K trials, on the full data (as DataEval's call does) or on a
   sample, often leaves two centres in one well-separated blob and none in another, which no Lloyd
   step repairs (measured: 2 of 12 draws at K = 50; 4 of 6 seeds 7-9% worse at K = 30 on 9k x 16
@@ -47,9 +48,14 @@ __all__ = ["KMeansFit", "fit_kmeans", "membership_from_distances"]
 
 SAMPLE_MIN_ROWS = 10_000
 SAMPLE_ROWS_PER_CLUSTER = 16
+SAMPLE_MAX_ROWS = 50_000
 SAMPLE_INITS = 3
 SAMPLE_MAX_ITER = 30
 KMEANS_PP_TRIALS = 20
+# above this K the seeding cost (~ inits * K * trials * sample rows * d) grows like K^2: one draw
+# with scikit-learn's default 2 + ln K trials and a shorter refinement instead
+LARGE_K = 1_000
+LARGE_K_MAX_ITER = 10
 TREE_FAN_IN = 8
 MAX_FAR_CANDIDATES = 64
 
@@ -129,8 +135,8 @@ def _check(x, n_clusters: int, max_iter: int, tol: float) -> None:
 
 
 def sample_size(n: int, n_clusters: int) -> int:
-    """Rows drawn for the seeding: ``min(n, max(10_000, 16 K))``."""
-    return min(n, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_CLUSTER * n_clusters))
+    """Rows drawn for the seeding: ``min(n, 50_000, max(10_000, 16 K))``."""
+    return min(n, SAMPLE_MAX_ROWS, max(SAMPLE_MIN_ROWS, SAMPLE_ROWS_PER_CLUSTER * n_clusters))
 
 
 def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -139,7 +145,8 @@ def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int
     Each draw is scikit-learn's greedy ``kmeans_plusplus`` with ``KMEANS_PP_TRIALS`` local trials
     per centre, refined by at most ``SAMPLE_MAX_ITER`` Lloyd steps on the sample (scikit-learn
     ``KMeans`` with that array as ``init``); the draw with the lowest sample inertia is kept (first
-    on ties). Runs in a worker task, single-threaded (bit-reproducible). Returns the centred
+    on ties). Above ``LARGE_K`` clusters: one draw with scikit-learn's default trials and at most
+    ``LARGE_K_MAX_ITER`` steps. Runs in a worker task, single-threaded (bit-reproducible). Returns the centred
     centres, float64 (K, d). A sample with fewer distinct rows than K gives duplicate centres
     (scikit-learn's warning is dropped here; the full-data fit handles it).
     """
@@ -152,15 +159,18 @@ def seed_centres_on_sample(sample: np.ndarray, mean: np.ndarray, n_clusters: int
 
     xs = np.asarray(sample, dtype=np.float64) - mean
     rng = np.random.default_rng(seed)
+    if n_clusters > LARGE_K:
+        inits, trials, max_iter = 1, None, LARGE_K_MAX_ITER
+    else:
+        inits, trials, max_iter = SAMPLE_INITS, KMEANS_PP_TRIALS, SAMPLE_MAX_ITER
     best, best_inertia = None, np.inf
-    for _ in range(SAMPLE_INITS):
+    for _ in range(inits):
         # one thread: scikit-learn's multi-threaded Lloyd merges per-thread sums in arrival order,
         # which would make the seeding (and so the labels) differ from run to run in the last bits
         with warnings.catch_warnings(), limit_threads(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
-            init, _ = kmeans_plusplus(xs, n_clusters, n_local_trials=KMEANS_PP_TRIALS,
-                                      random_state=int(rng.integers(2**31 - 1)))
-            km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=SAMPLE_MAX_ITER).fit(xs)
+            init, _ = kmeans_plusplus(xs, n_clusters, n_local_trials=trials, random_state=int(rng.integers(2**31 - 1)))
+            km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter).fit(xs)
         if km.inertia_ < best_inertia:
             best, best_inertia = km.cluster_centers_, km.inertia_
     if best is None:  # every inertia NaN cannot happen on finite input; keep the last draw

@@ -334,3 +334,28 @@ class TestClusterKMeansEndToEnd:
         np.testing.assert_array_equal(a["membership_strengths"], b["membership_strengths"])
         with pytest.raises(InvalidParameterError, match="must be smaller than the number of samples"):
             cluster(x[:10], "kmeans", n_clusters=10, client=dask_client)
+
+
+class TestSeeding:
+    @pytest.mark.parametrize("large_k", [False, True])
+    def test_sample_seeding_covers_separated_blobs_and_is_reproducible(self, monkeypatch, large_k):
+        from distdataeval import kmeans as km
+
+        if large_k:
+            monkeypatch.setattr(km, "LARGE_K", 5)  # the one-draw path used above 1000 clusters
+        x, truth = make_blobs(4_000, 8, centers=12, center_box=(-30, 30), random_state=12)
+        mean = x.mean(0)
+        a = km.seed_centres_on_sample(x, mean, 12, seed=3)
+        b = km.seed_centres_on_sample(x, mean, 12, seed=3)
+        assert a.shape == (12, 8) and a.dtype == np.float64
+        np.testing.assert_array_equal(a, b)
+        nearest, _ = _brute_labels(x - mean, a)
+        assert adjusted_rand_score(truth, nearest) >= 0.99
+
+    def test_sample_size(self):
+        from distdataeval.kmeans import sample_size
+
+        assert sample_size(5_000, 70) == 5_000
+        assert sample_size(1_000_000, 50) == 10_000
+        assert sample_size(1_000_000, 1_000) == 16_000
+        assert sample_size(1_000_000, 10_000) == 50_000
