@@ -9,33 +9,47 @@ import time
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """Generate a demo dataset into Zarr and run the batch job on it (the README's quick start)."""
+    import os
+
     import numpy as np
+    import zarr
     from sklearn.metrics import adjusted_rand_score
 
-    from distdataeval import cluster
     from distdataeval.demo import make_mixture
-    from distdataeval.runtime import close_local_cluster, local_client
 
-    print(f"distdataeval demo: {args.n:,} generated embeddings of dimension {args.d} (seed {args.seed})")
+    root = os.path.abspath(args.dir)
+    src = os.path.join(root, "input.zarr")
+    out = os.path.join(root, "output.zarr")
+    print(f"distdataeval demo: {args.n:,} generated embeddings of dimension {args.d} (seed {args.seed}) -> {src}")
     x, truth = make_mixture(args.n, args.d, seed=args.seed)
-    t0 = time.perf_counter()
-    client = local_client(n_workers=args.workers)
-    workers = len(client.scheduler_info()["workers"])
-    print(f"local Dask cluster: {workers} worker processes on 127.0.0.1 ({time.perf_counter() - t0:.1f} s to start)")
-    t1 = time.perf_counter()
-    result = cluster(x, client=client)
-    elapsed = time.perf_counter() - t1
-    sizes = np.bincount(result.clusters)
+    if not os.path.exists(os.path.join(src, "embeddings")):
+        group = zarr.open_group(src, mode="a")
+        arr = group.create_array("embeddings", shape=x.shape, dtype=x.dtype, chunks=(max(1, args.n // 8), args.d))
+        arr[...] = x
+    argv = ["--input", f"{src}/embeddings", "--output", out, "--set", f"pipeline.seed={args.seed}"]
+    if args.workers:
+        argv += ["--set", f"cluster.local.n-workers={args.workers}"]
+    if args.quiet:
+        argv.append("--quiet")
+    parser = argparse.ArgumentParser(prog="distdataeval demo")
+    add_run_parser(parser.add_subparsers(dest="command"))
+    status = _run(parser.parse_args(["run", *argv]))
+    if status != 0:
+        return status
+    import json
+
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as fh:
+        counts = json.load(fh)["counts"]
+    print(f"clusters found: {counts.get('clusters')}; HDBSCAN noise reassigned: {counts.get('noise')}; "
+          f"exact-duplicate groups: {(counts.get('exact_duplicates') or {}).get('groups')}; "
+          f"near-duplicate groups: {(counts.get('near_duplicates') or {}).get('groups')}; "
+          f"outliers: {counts.get('outliers')}")
+    clusters = np.asarray(zarr.open_array(os.path.join(out, "clusters"), mode="r")[:])
     planted = truth >= 0
-    print(f"clusters found: {result.n_clusters} (sizes: {', '.join(str(s) for s in sorted(sizes, reverse=True))})")
-    print(f"HDBSCAN noise reassigned to the nearest cluster: {int(result.noise.sum())}")
-    print(f"k-NN graph: exact, k = {result.k_neighbors.shape[1]}, components before bridging: {result.n_knn_components}")
-    print(f"min_cluster_size: {result.min_cluster_size}")
     print(f"agreement with the generating mixture (ARI, planted outliers excluded): "
-          f"{adjusted_rand_score(truth[planted], result.clusters[planted]):.3f}")
-    stages = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items() if isinstance(v, float))
-    print(f"cluster() wall time: {elapsed:.2f} s ({stages})")
-    close_local_cluster()
+          f"{adjusted_rand_score(truth[planted], clusters[planted]):.3f}")
+    print(f"rerun the same command to resume (finished stages are skipped); open {out}/report.html")
     return 0
 
 
@@ -80,8 +94,15 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         counts = summary["counts"]
+        extra = ""
+        if isinstance(counts.get("exact_duplicates"), dict):
+            extra += f", {counts['exact_duplicates']['groups']} exact-duplicate groups"
+        if isinstance(counts.get("near_duplicates"), dict):
+            extra += f", {counts['near_duplicates']['groups']} near-duplicate groups"
+        if counts.get("outliers") is not None:
+            extra += f", {counts['outliers']} outliers"
         print(f"distdataeval run: {counts['rows']:,} rows, {counts.get('clusters')} clusters, "
-              f"{counts.get('noise')} HDBSCAN noise; k-NN {summary['knn']['method']}"
+              f"{counts.get('noise')} HDBSCAN noise{extra}; k-NN {summary['knn']['method']}"
               + (f" (recall {summary['knn']['recall']:.3f})" if summary["knn"].get("recall") is not None else "")
               + f"; results in {summary['output']}" + (f"; report {summary['report']}" if summary.get("report") else ""))
     return 0
@@ -107,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"distdataeval {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="cluster a generated dataset on the embedded local Dask cluster")
+    demo = sub.add_parser("demo", help="run the batch job on a generated dataset on the embedded local Dask cluster")
     demo.add_argument("--n", type=int, default=20_000, help="number of embeddings (default 20000)")
     demo.add_argument("--d", type=int, default=32, help="dimension (default 32)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    demo.add_argument("--dir", default="distdataeval-demo",
+                      help="where input.zarr and output.zarr go (default ./distdataeval-demo)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars: structured log lines only")
     add_run_parser(sub)
     from distdataeval.job.render import add_parser as add_render_parser
 
