@@ -99,7 +99,7 @@ def main() -> None:
     from distdataeval import config, label_errors
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("distdataeval.evaluators.label_errors").setLevel(logging.INFO)
+    logging.getLogger("distdataeval.evaluators.label_errors").setLevel(logging.DEBUG)
     path = args.zarr
     if path is None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

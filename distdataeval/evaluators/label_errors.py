@@ -23,8 +23,8 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
   classes), extra(i) averages the ones there are;
 * ``k >= n``, a label array of the wrong length, non-integer labels: clear errors.
 
-**Search modes.** The exact search above costs O(n^2 d) (65 s at 50k rows, d = 64: about 7 hours
-at 1M). ``search="approx"`` is a cell (IVF) search:
+**Search modes.** The exact search above costs O(n^2 d): 3.7 s at 30k rows and 49 s at 100k
+(d = 64, measured below), so more than an hour at 1M. ``search="approx"`` is a cell (IVF) search:
 
 1. ``n_cells`` (default ``ceil(n / 2048)``) centroids by k-means on a seeded sample (40 rows per
    cell, at least 10,000); every row goes to its nearest cell (its *home*) and probes its
@@ -41,14 +41,19 @@ at 1M). ``search="approx"`` is a cell (IVF) search:
    ``recall_target``.
 
 Same input, seed (:func:`distdataeval.config.set_seed`) and parameters give identical results,
-whatever the row blocks. Measured (``benchmarks/bench_label_errors.py``, 2 single-threaded
-workers on a 2-core machine shared with other jobs, load ~7; make_embeddings data, 1% labels
-changed, k = 50): at 100k rows x 64, approx with nprobe 8 took 72 s (recall intra 0.995, extra
-0.998; flag agreement 1.0; suggestions agree 0.995) and nprobe 4 31 s (0.994 / 0.985; flag
-agreement 1.0; suggestions 0.971). ``search="auto"`` (default) is exact up to
-``AUTO_EXACT_MAX_ROWS = 30,000`` rows: on the same machine exact took 10.7 s at 20k rows
-(approx, nprobe 8: 19 s, of which a fixed ~4 s is the recall check) and 65 s at 50k (approx
-41 s), so the crossover lies between.
+whatever the row blocks.
+
+Measured with ``benchmarks/bench_label_errors.py --n 100000`` (make_embeddings data, 30
+components + 0.5% outliers labelled -1, 1% of the labels changed, k = 50, d = 64; 2
+single-threaded workers on a 2-core machine shared with other jobs, load 4-8, so times vary by
+2x between runs): exact 49 s; approx (nprobe 4, 49 cells) 16-43 s, recall intra 0.994 / extra
+0.985, 1494 rows flagged by each mode (flag agreement 1.0 on the sample, all 200 re-checked flagged
+rows confirmed), suggestions agree on 0.971 of the rows flagged by both, median relative score
+error 0 (max 1.46, one row), 918 short rows searched exactly; nprobe 8: 72 s under load 7, recall
+0.995 / 0.998, suggestions 0.995. On a 30-class mixture (``n = 30,000``): exact 3.7 s, approx
+8.3 s (the recall check and k-means are a fixed ~3 s). ``search="auto"`` (default) is therefore
+exact up to ``AUTO_EXACT_MAX_ROWS = 50,000`` rows (exact ~10 s there, the crossover lies between
+30k and 100k), approx above.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ DEFAULT_K = 50
 SEARCHES = ("auto", "exact", "approx")
 # search="auto" is exact up to this many rows, approx above (see the module notes for the
 # measurement it comes from)
-AUTO_EXACT_MAX_ROWS = 30_000
+AUTO_EXACT_MAX_ROWS = 50_000
 CELL_ROWS = 2048  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
 NPROBE = 4  # approx mode: cells each row is searched in (its own and the 3 next nearest)
 RECALL_SAMPLE = 1000
@@ -392,10 +397,12 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     pick = np.sort(rng.choice(n, n_sample, replace=False))
     sample = np.asarray(c.compute(x[pick]).result(), dtype=np.float64).reshape(n_sample, -1) - centre
     centroids = _fit_cells(sample, target_cells, config.rng_for("sampling", _SEED_PATH, 1))
+    log.debug("label_errors approx: %d cell centroids fitted in %.1f s", centroids.shape[0], time.perf_counter() - t0)
     p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
     routes = c.persist(route_to_cells(blocks, centroids, p))
     summaries = c.compute(probe_summaries(routes), sync=True)
+    log.debug("label_errors approx: rows routed at %.1f s", time.perf_counter() - t0)
     probed: dict = {}
     for cells, _sizes, targets in summaries:
         for cell, t in zip(cells, targets):
@@ -409,6 +416,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     score = dask.delayed(LK.score_rows, pure=True)
     searches = cell_knn(cells, probed, k_eff, modes)
     parts = c.compute([score(r, k_eff, sample_ids) for r in searches.values()], sync=True)
+    log.debug("label_errors approx: cells searched at %.1f s", time.perf_counter() - t0)
     del routes, cells, searches
     scores = np.zeros(n, np.float32)
     found = np.zeros((n, 2), np.int32)
