@@ -86,7 +86,86 @@ def section_outliers(x, cr, client):
     return f"outliers {out.indices.size} in {out.stats.cluster_ids.size} clusters"
 
 
-SECTIONS = {"duplicates": section_duplicates, "duplicates_mst": section_duplicates_mst, "outliers": section_outliers}
+def section_prioritize_knn(x, cr, client):
+    from distdataeval import Prioritize
+
+    out = Prioritize.knn().evaluate(x, cluster_result=cr)
+    return f"ranked {out.indices.size} samples (k = {Prioritize.knn().k or 'default'})"
+
+
+def section_prioritize_hdbscan_distance(x, cr, client):
+    from distdataeval import Prioritize
+
+    out = Prioritize.hdbscan_distance().evaluate(x, cluster_result=cr)
+    return f"ranked {out.indices.size} samples"
+
+
+def section_prioritize_hdbscan_complexity(x, cr, client):
+    from distdataeval import Prioritize
+
+    out = Prioritize.hdbscan_complexity().evaluate(x, cluster_result=cr)
+    return f"ranked {out.indices.size} samples"
+
+
+def section_kmeans(x, cr, client):
+    """cluster(algorithm="kmeans") with floor(sqrt(n)) clusters: a whole cluster() run of its own
+    (k-NN + MST + KMeans), shown against the HDBSCAN run."""
+    from distdataeval import cluster
+
+    km = cluster(x, algorithm="kmeans", client=client, knn=cr.knn_method)
+    return f"{km.n_clusters} clusters; timings {dict((k, round(v, 1)) for k, v in km.timings.items() if isinstance(v, float))}"
+
+
+def section_kmeans_fit(x, cr, client):
+    """fit_kmeans alone (floor(sqrt(n)) clusters), what Prioritize's kmeans methods add."""
+    import math
+
+    from distdataeval.kmeans import fit_kmeans
+
+    fit = fit_kmeans(x, math.isqrt(x.shape[0]), client=client)
+    return f"k = {fit.centers.shape[0]}, {fit.n_iter} iterations, inertia {fit.inertia:.4g}"
+
+
+def section_clusterer(x, cr, client):
+    from distdataeval import Clusterer
+
+    out = Clusterer(x, cluster_result=cr, client=client).evaluate()
+    return ", ".join(f"{k} {len(v)}" for k, v in out.items())
+
+
+def section_label_errors(x, cr, client):
+    """label_errors with the clusters as labels, 1% of them flipped (seeded)."""
+    from distdataeval import label_errors
+
+    labels = np.asarray(cr.clusters).copy()
+    rng = np.random.default_rng(0)
+    flip = rng.choice(labels.size, labels.size // 100, replace=False)
+    labels[flip] = (labels[flip] + 1 + rng.integers(0, max(1, labels.max()), flip.size)) % (labels.max() + 1)
+    out = label_errors(x, labels, client=client)
+    found = np.asarray(sorted(out.errors))
+    hit = np.isin(flip, found).mean() if found.size else 0.0
+    return f"{found.size} reported, {100 * hit:.1f}% of the flipped labels among them"
+
+
+SECTIONS = {
+    "duplicates": section_duplicates,
+    "duplicates_mst": section_duplicates_mst,
+    "outliers": section_outliers,
+    "prioritize_knn": section_prioritize_knn,
+    "prioritize_hdbscan_distance": section_prioritize_hdbscan_distance,
+    "prioritize_hdbscan_complexity": section_prioritize_hdbscan_complexity,
+    "kmeans_fit": section_kmeans_fit,
+    "kmeans": section_kmeans,
+    "clusterer": section_clusterer,
+    "label_errors": section_label_errors,
+}
+
+
+def driver_peak() -> int:
+    """Peak RSS of this (driver) process so far, bytes (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:
@@ -97,7 +176,9 @@ def main() -> None:
     p.add_argument("--array", default="embeddings")
     p.add_argument("--knn", default="auto")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--sections", nargs="*", default=list(SECTIONS))
+    p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--warm", action="store_true",
+                   help="run a 30k-row approx cluster() first so the workers' numba kernels are compiled")
     args = p.parse_args()
 
     import dask.array as da
@@ -115,19 +196,26 @@ def main() -> None:
         else:
             x = da.from_array(make_data(args.n, args.d), chunks=(max(1, args.n // 16), args.d))
         x = client.persist(x)
+        if args.warm:
+            from distdataeval.config import use_seed
+
+            with use_seed(0):
+                cluster(x[:30_000], knn="approx", client=client)
         t0 = time.perf_counter()
         with WorkerPeak(client) as wp:
             cr = cluster(x, knn=args.knn, client=client)
         base = time.perf_counter() - t0
         print(f"cluster(): n={x.shape[0]} d={x.shape[1]} knn={cr.knn_method} {base:.2f} s, "
-              f"worker peak RSS {wp.peak / 2**20:.0f} MiB, {cr.n_clusters} clusters")
+              f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak so far {driver_peak() / 2**20:.0f} MiB, "
+              f"{cr.n_clusters} clusters", flush=True)
         for name in args.sections:
             t0 = time.perf_counter()
             with WorkerPeak(client) as wp:
                 found = SECTIONS[name](x, cr, client)
             wall = time.perf_counter() - t0
             print(f"{name}: {wall:.2f} s ({100 * wall / base:.1f}% of cluster()), "
-                  f"worker peak RSS {wp.peak / 2**20:.0f} MiB; {found}")
+                  f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak so far {driver_peak() / 2**20:.0f} MiB; "
+                  f"{found}", flush=True)
 
 
 if __name__ == "__main__":
