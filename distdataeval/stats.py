@@ -20,6 +20,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from distdataeval.runtime.compute import compute_in_order
 from distdataeval import _stats_kernels as K
 from distdataeval.errors import InvalidInputError, InvalidParameterError
 
@@ -207,7 +208,7 @@ def cluster_stats(x, labels, *, reassign: str = "all", client=None) -> ClusterSt
             [part(dv, av, k) for dv, av in zip(dist.to_delayed().ravel(), assigned.to_delayed().ravel())],
             K.combine_moments,
         )
-        assigned_pos, distances, (cnt, mean, m2) = c.compute([assigned, dist, moments], sync=True)
+        assigned_pos, distances, (cnt, mean, m2) = compute_in_order(c, assigned, dist, moments)
     cnt = np.asarray(cnt)
     empty = cnt == 0
     mean = np.where(empty, np.nan, mean)

@@ -59,3 +59,17 @@ def test_limit_threads_restores():
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     assert numba.get_num_threads() == before_numba
     assert [p["num_threads"] for p in threadpool_info()] == before_blas
+
+
+def test_compute_in_order_keeps_the_argument_order_for_mixed_collections(dask_client):
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    from distdataeval.runtime.compute import compute_in_order
+
+    x = da.from_array(np.arange(10), chunks=5)
+    a = dask.delayed(str)("A")
+    b = dask.delayed(str)("B")
+    assert compute_in_order(dask_client, a, x.sum(), b, x.max()) == ["A", 45, "B", 9]
+    assert compute_in_order(dask_client, x.sum(), a, x.max()) == [45, "A", 9]

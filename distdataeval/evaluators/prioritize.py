@@ -46,6 +46,7 @@ from functools import cached_property
 import dask.array as da
 import numpy as np
 
+from distdataeval.runtime.compute import compute_in_order
 from distdataeval import config
 from distdataeval import _stats_kernels as SK
 from distdataeval.errors import InvalidInputError, InvalidParameterError
@@ -363,7 +364,7 @@ class Prioritize:
         data = source.data
         if data.dtype not in (np.float32, np.float64):
             data = data.astype(np.float32)
-        scan, max_sq = client.compute([scan_source(source), (data.astype(np.float64) ** 2).sum(axis=1).max()], sync=True)
+        scan, max_sq = compute_in_order(client, scan_source(source), (data.astype(np.float64) ** 2).sum(axis=1).max())
         mean = check_scan(source, scan)
         scale = max(math.sqrt(float(max_sq)), NORM_FLOOR)
         return _Normalised(data / data.dtype.type(scale), scale, mean / scale)

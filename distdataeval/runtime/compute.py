@@ -1,0 +1,19 @@
+"""Computing several Dask collections of different kinds at once, results in the order given.
+
+Measured with dask 2026.8 / distributed 2026.8: ``dask.compute(d1, x.sum(), d2, x.max())`` and
+``client.compute([d1, x.sum(), d2, x.max()])`` (``d1``, ``d2`` Delayed, ``x`` a Dask array)
+return ``(d1, d2, x.sum(), x.max())`` — results grouped by collection type, not in argument
+order. Calls that mix Delayed objects and arrays go through :func:`compute_in_order`, which wraps
+every item as a Delayed first so the order cannot depend on the kinds of collection.
+"""
+
+from __future__ import annotations
+
+import dask
+from dask.delayed import Delayed
+
+
+def compute_in_order(client, *items) -> list:
+    """Compute ``items`` together on ``client`` and return their results in the given order."""
+    wrapped = [item if isinstance(item, Delayed) else dask.delayed(item) for item in items]
+    return list(client.compute(wrapped, sync=True))
