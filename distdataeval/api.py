@@ -73,6 +73,57 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def check_cluster_params(algorithm, knn, reassign_noise, n_clusters, max_cluster_size, n_init, prefix: str = "") -> dict:
+    """Validate ``cluster()``'s parameters (names in messages get ``prefix``, e.g. "pipeline.");
+    returns them normalised as a dict."""
+    if algorithm not in ALGORITHMS:
+        raise InvalidParameterError(f"{prefix}algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if knn not in KNN_METHODS:
+        raise InvalidParameterError(f"{prefix}knn must be one of {KNN_METHODS}, got {knn!r}")
+    if not isinstance(reassign_noise, (bool, np.bool_)):
+        raise InvalidParameterError(f"{prefix}reassign_noise must be True or False, got {reassign_noise!r}")
+    if n_clusters is not None:
+        n_clusters = _check_int(f"{prefix}n_clusters", n_clusters, 1)
+    if max_cluster_size is not None:
+        max_cluster_size = _check_int(f"{prefix}max_cluster_size", max_cluster_size, 1)
+    if not (n_init == "auto" or (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool) and n_init >= 1)):
+        raise InvalidParameterError(f"{prefix}n_init must be 'auto' or an int >= 1, got {n_init!r}")
+    return {"algorithm": algorithm, "knn": knn, "reassign_noise": bool(reassign_noise), "n_clusters": n_clusters,
+            "max_cluster_size": max_cluster_size, "n_init": n_init, "prefix": prefix}
+
+
+def plan_for(source, params: dict, coarsen: bool = True):
+    """The :class:`~distdataeval.pipeline.ClusterPlan` of validated ``params`` (from
+    :func:`check_cluster_params`) for ``source``, and the source to process (its blocks merged in
+    approx mode when ``coarsen``). DataEval's rules: adaptive ``min_cluster_size``, a
+    ``max_cluster_size`` not above it ignored with a warning, KMeans' ``n_clusters`` default
+    ``floor(sqrt(n))`` and ``n_clusters >= n`` an error."""
+    prefix = params.get("prefix", "")
+    n_clusters, max_cs = params["n_clusters"], params["max_cluster_size"]
+    mcs = min_cluster_size_for(source.n, n_clusters)
+    if max_cs is not None and max_cs <= mcs:
+        warnings.warn(
+            f"max_cluster_size={max_cs} is not above min_cluster_size={mcs}; ignoring it (as DataEval does)",
+            UserWarning,
+            stacklevel=3,
+        )
+        max_cs = None
+    knn = params["knn"]
+    method = knn if knn != "auto" else ("exact" if source.n <= AUTO_EXACT_MAX_ROWS else "approx")
+    if method == "approx" and coarsen:
+        source = _coarsen_blocks(source)
+    k_clusters = None
+    if params["algorithm"] == "kmeans":
+        k_clusters = n_clusters if n_clusters is not None else max(1, math.isqrt(source.n))
+        if k_clusters >= source.n:
+            raise InvalidParameterError(
+                f"{prefix}n_clusters={k_clusters} must be smaller than the number of samples ({source.n}) for KMeans"
+            )
+    plan = ClusterPlan(params["algorithm"], mcs, max_cs, method, params["reassign_noise"], n_clusters=k_clusters,
+                       n_init=params["n_init"])
+    return plan, source
+
+
 def cluster(
     embeddings,
     algorithm: str = "hdbscan",
@@ -159,43 +210,11 @@ def cluster(
     [0, 1]
     """
     _reject_unknown("cluster", unknown, _CLUSTER_PARAMS)
-    if algorithm not in ALGORITHMS:
-        raise InvalidParameterError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if knn not in KNN_METHODS:
-        raise InvalidParameterError(f"knn must be one of {KNN_METHODS}, got {knn!r}")
-    if not isinstance(reassign_noise, (bool, np.bool_)):
-        raise InvalidParameterError(f"reassign_noise must be True or False, got {reassign_noise!r}")
-    if n_clusters is not None:
-        n_clusters = _check_int("n_clusters", n_clusters, 1)
-    if max_cluster_size is not None:
-        max_cluster_size = _check_int("max_cluster_size", max_cluster_size, 1)
-    if not (n_init == "auto" or (isinstance(n_init, (int, np.integer)) and not isinstance(n_init, bool) and n_init >= 1)):
-        raise InvalidParameterError(f"n_init must be 'auto' or an int >= 1, got {n_init!r}")
+    params = check_cluster_params(algorithm, knn, reassign_noise, n_clusters, max_cluster_size, n_init)
 
     with active_client(client) as c:
         n_workers = max(1, len(c.scheduler_info().get("workers", {})))
         source = open_source(embeddings, array, chunk_rows=chunk_rows, n_workers=n_workers)
-        mcs = min_cluster_size_for(source.n, n_clusters)
-        if max_cluster_size is not None and max_cluster_size <= mcs:
-            warnings.warn(
-                f"max_cluster_size={max_cluster_size} is not above min_cluster_size={mcs}; ignoring it "
-                "(as DataEval does)",
-                UserWarning,
-                stacklevel=2,
-            )
-            max_cluster_size = None
-        method = knn if knn != "auto" else ("exact" if source.n <= AUTO_EXACT_MAX_ROWS else "approx")
-        if method == "approx" and chunk_rows is None:
-            source = _coarsen_blocks(source)
-        k_clusters = None
-        if algorithm == "kmeans":
-            k_clusters = n_clusters if n_clusters is not None else max(1, math.isqrt(source.n))
-            if k_clusters >= source.n:
-                raise InvalidParameterError(
-                    f"n_clusters={k_clusters} must be smaller than the number of samples ({source.n}) for KMeans"
-                )
-        plan = ClusterPlan(
-            algorithm, mcs, max_cluster_size, method, bool(reassign_noise), n_clusters=k_clusters, n_init=n_init
-        )
+        plan, source = plan_for(source, params, coarsen=chunk_rows is None)
         sink = ResultStore(workdir) if workdir is not None else None
         return run_cluster(source, plan, c, sink)

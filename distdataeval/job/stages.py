@@ -11,7 +11,6 @@ landed) reports itself unavailable and the job goes on without it.
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -415,37 +414,13 @@ for _stage in (DUPLICATES, OUTLIERS, PRIORITY):
 def plan_for(source, params: dict):
     """The :class:`~distdataeval.pipeline.ClusterPlan` of ``params`` for ``source`` (the same rules
     as :func:`distdataeval.cluster`), and the source to process (coarsened in approx mode)."""
-    from distdataeval import api, pipeline
+    import warnings
 
-    algorithm = params["algorithm"]
-    if algorithm not in api.ALGORITHMS:
-        raise InvalidParameterError(f"pipeline.algorithm must be one of {api.ALGORITHMS}, got {algorithm!r}")
-    knn = params["knn"]
-    if knn not in api.KNN_METHODS:
-        raise InvalidParameterError(f"pipeline.knn must be one of {api.KNN_METHODS}, got {knn!r}")
-    if not isinstance(params["reassign_noise"], bool):
-        raise InvalidParameterError(f"pipeline.reassign_noise must be true or false, got {params['reassign_noise']!r}")
-    n_clusters = params["n_clusters"]
-    if n_clusters is not None:
-        n_clusters = api._check_int("pipeline.n_clusters", n_clusters, 1)
-    max_cs = params["max_cluster_size"]
-    if max_cs is not None:
-        max_cs = api._check_int("pipeline.max_cluster_size", max_cs, 1)
-    n_init = params["n_init"]
-    if not (n_init == "auto" or (isinstance(n_init, int) and not isinstance(n_init, bool) and n_init >= 1)):
-        raise InvalidParameterError(f"pipeline.n_init must be 'auto' or an int >= 1, got {n_init!r}")
-    mcs = pipeline.min_cluster_size_for(source.n, n_clusters)
-    if max_cs is not None and max_cs <= mcs:
-        max_cs = None  # as cluster() and DataEval do (cluster() also warns)
-    method = knn if knn != "auto" else ("exact" if source.n <= api.AUTO_EXACT_MAX_ROWS else "approx")
-    if method == "approx" and params.get("chunk_rows") is None:
-        source = api._coarsen_blocks(source)
-    k_clusters = None
-    if algorithm == "kmeans":
-        k_clusters = n_clusters if n_clusters is not None else max(1, math.isqrt(source.n))
-        if k_clusters >= source.n:
-            raise InvalidParameterError(f"pipeline.n_clusters={k_clusters} must be smaller than the number of "
-                                        f"samples ({source.n}) for KMeans")
-    plan = pipeline.ClusterPlan(algorithm, mcs, max_cs, method, params["reassign_noise"],
-                                n_clusters=k_clusters, n_init=n_init)
-    return plan, source
+    from distdataeval import api
+
+    checked = api.check_cluster_params(params["algorithm"], params["knn"], params["reassign_noise"],
+                                       params["n_clusters"], params["max_cluster_size"], params["n_init"],
+                                       prefix="pipeline.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the ignored max_cluster_size: the job logs its plan
+        return api.plan_for(source, checked, coarsen=params.get("chunk_rows") is None)
