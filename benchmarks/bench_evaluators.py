@@ -20,10 +20,11 @@ Sections (add one function per evaluator; ``SECTIONS`` lists them):
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import numpy as np
+
+from _measure import PeakRSS
 
 
 def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -36,33 +37,6 @@ def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
     x[dst[:m]] = x[src[:m]]
     x[dst[m:]] = x[src[m:]] + rng.normal(0.0, 1e-4, (m, d)).astype(np.float32)
     return x
-
-
-class WorkerPeak:
-    """Samples the summed RSS of the worker processes in a thread."""
-
-    def __init__(self, client, interval: float = 0.2):
-        self.client, self.interval, self.peak = client, interval, 0
-        self._stop = threading.Event()
-
-    def _rss(self) -> int:
-        mem = self.client.run(lambda: __import__("psutil").Process().memory_info().rss)
-        return int(sum(mem.values()))
-
-    def __enter__(self):
-        self._stop.clear()
-        self.peak = self._rss()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-        self._t.start()
-        return self
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def section_duplicates(x, cr, client):
@@ -161,13 +135,6 @@ SECTIONS = {
 }
 
 
-def driver_peak() -> int:
-    """Peak RSS of this (driver) process so far, bytes (Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000)
@@ -202,19 +169,19 @@ def main() -> None:
             with use_seed(0):
                 cluster(x[:30_000], knn="approx", client=client)
         t0 = time.perf_counter()
-        with WorkerPeak(client) as wp:
+        with PeakRSS(client) as wp:
             cr = cluster(x, knn=args.knn, client=client)
         base = time.perf_counter() - t0
         print(f"cluster(): n={x.shape[0]} d={x.shape[1]} knn={cr.knn_method} {base:.2f} s, "
-              f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak so far {driver_peak() / 2**20:.0f} MiB, "
+              f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak {wp.driver / 2**20:.0f} MiB, "
               f"{cr.n_clusters} clusters", flush=True)
         for name in args.sections:
             t0 = time.perf_counter()
-            with WorkerPeak(client) as wp:
+            with PeakRSS(client) as wp:
                 found = SECTIONS[name](x, cr, client)
             wall = time.perf_counter() - t0
             print(f"{name}: {wall:.2f} s ({100 * wall / base:.1f}% of cluster()), "
-                  f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak so far {driver_peak() / 2**20:.0f} MiB; "
+                  f"worker peak RSS {wp.peak / 2**20:.0f} MiB, driver peak {wp.driver / 2**20:.0f} MiB; "
                   f"{found}", flush=True)
 
 

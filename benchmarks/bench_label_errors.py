@@ -21,46 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-class PeakRSS:
-    """Samples the RSS of the driver and the summed RSS of the workers in a thread."""
-
-    def __init__(self, client, interval: float = 0.2):
-        import psutil
-
-        self.client, self.interval = client, interval
-        self.me = psutil.Process()
-        self.driver = self.workers = 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        self.driver = max(self.driver, self.me.memory_info().rss)
-        mem = self.client.run(lambda: __import__("psutil").Process().memory_info().rss)
-        self.workers = max(self.workers, int(sum(mem.values())))
-
-    def __enter__(self):
-        self._sample()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-        self._t.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self._sample()
-            except Exception:  # the cluster may be closing
-                return
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self._sample()
+from _measure import PeakRSS
 
 
 def flipped_labels(true_labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
