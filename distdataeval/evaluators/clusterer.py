@@ -160,6 +160,10 @@ class Clusterer:
         Dask client; default: the current one, else a local cluster.
     chunk_rows : int, optional
         Rows per block.
+    cluster_result : ClusterResult, optional
+        An existing :func:`~distdataeval.cluster` result of ``dataset`` to build on (its MST,
+        linkage and k-NN graph are reused instead of running ``cluster()`` again). It must have
+        ``dataset``'s row count; ``knn`` is then taken from it.
 
     Attributes
     ----------
@@ -182,7 +186,8 @@ class Clusterer:
     True
     """
 
-    def __init__(self, dataset, *, knn: str = "auto", client=None, chunk_rows: int | None = None):
+    def __init__(self, dataset, *, knn: str = "auto", client=None, chunk_rows: int | None = None,
+                 cluster_result=None):
         from distdataeval.io.source import open_source
 
         if knn not in KNN_METHODS:
@@ -214,6 +219,19 @@ class Clusterer:
         self._n = source.n
         self._min_size = _min_cluster_size(source.n)
         self._result = None
+        if cluster_result is not None:
+            from distdataeval.result import ClusterResult
+
+            if not isinstance(cluster_result, ClusterResult):
+                raise InvalidParameterError(
+                    f"cluster_result must be a ClusterResult, got {type(cluster_result).__name__}"
+                )
+            if cluster_result.clusters.shape[0] != source.n:
+                raise InvalidParameterError(
+                    f"cluster_result has {cluster_result.clusters.shape[0]} rows but the dataset has {source.n}"
+                )
+            self._result = cluster_result
+            self._knn = cluster_result.knn_method
         self._states: _States | None = None
         self._lgml: dict[int, int] | None = None
         self._linkage = None

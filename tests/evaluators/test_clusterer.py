@@ -447,3 +447,35 @@ def test_dense_near_duplicates_use_the_radius_search(dask_client):
     assert saturated.size >= 30
     assert c.find_duplicates(levels) == oracle.find_duplicates(levels)
     assert c.evaluate() == oracle.evaluate()
+
+
+def test_builds_on_an_existing_cluster_result(dask_client):
+    from distdataeval import cluster
+
+    x = _datasets()["far_blobs_160x4"]
+    cr = cluster(x, knn="exact")
+    c = Clusterer(x, cluster_result=cr)
+    assert c.cluster_result is cr
+    assert c.evaluate() == DenseOracle(np.asarray(x, np.float64)).evaluate()
+    with pytest.raises(InvalidParameterError, match="rows"):
+        Clusterer(x[:-1], cluster_result=cr)
+    with pytest.raises(InvalidParameterError, match="ClusterResult"):
+        Clusterer(x, cluster_result={"clusters": cr.clusters})
+
+
+def test_approx_mode_on_separated_blobs_matches_the_dense_oracle(dask_client):
+    """knn="approx": the tree is cluster()'s own (no exact re-bridging); where the approximate
+    graph finds every true neighbour, the outputs are 0.61.0's definitions all the same."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(0.0, 6.0, (4, 5))
+    x = (centres[rng.integers(0, 4, 600)] + rng.normal(size=(600, 5))).astype(np.float32)
+    c = Clusterer(x, knn="approx")
+    res = c.cluster_result
+    assert res.knn_method == "approx"
+    assert res.knn_recall == pytest.approx(1.0)
+    # the same single-linkage tree; approximate search measures distances in float32
+    z = linkage(pdist(x.astype(np.float64)), "single")
+    np.testing.assert_allclose(c._tree()[2], z[:, 2], rtol=2e-6)
+    oracle = DenseOracle(x.astype(np.float64))
+    assert c.last_good_merge_levels == oracle.last_good_merge_levels()
+    assert c.evaluate() == oracle.evaluate()
