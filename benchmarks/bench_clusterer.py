@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _measure import PeakRSS
 
 
 def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -32,35 +33,6 @@ def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
     centers = rng.normal(0.0, 6.0, (5, d))
     labels = rng.integers(0, 5, n)
     return (centers[labels] + rng.normal(0.0, 1.0, (n, d))).astype(np.float32)
-
-
-class WorkerPeak:
-    """Samples the summed RSS of the worker processes in a thread."""
-
-    def __init__(self, client, interval: float = 0.25):
-        self.client, self.interval, self.peak = client, interval, 0
-        self._stop = threading.Event()
-
-    def _rss(self) -> int:
-        mem = self.client.run(lambda: __import__("psutil").Process().memory_info().rss)
-        return int(sum(mem.values()))
-
-    def __enter__(self):
-        self.peak = self._rss()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-        self._t.start()
-        return self
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            try:
-                self.peak = max(self.peak, self._rss())
-            except Exception:  # noqa: BLE001 - client closing
-                return
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def driver_peak_mib() -> float:
@@ -96,7 +68,7 @@ def main() -> None:
             x = da.from_array(make_data(args.n, args.d), chunks=(max(1, args.n // 16), args.d))
         x = client.persist(x)
         t0 = time.perf_counter()
-        with WorkerPeak(client) as wp:
+        with PeakRSS(client) as wp:
             cr = cluster(x, knn=args.knn, client=client, chunk_rows=args.chunk_rows)
         base = time.perf_counter() - t0
         print(f"cluster(): n={x.shape[0]} d={x.shape[1]} knn={cr.knn_method} components={cr.n_knn_components} "
@@ -115,7 +87,7 @@ def main() -> None:
         found = {}
         for name, fn in parts:
             t0 = time.perf_counter()
-            with WorkerPeak(client) as wp:
+            with PeakRSS(client) as wp:
                 found[name] = fn()
             wall = time.perf_counter() - t0
             total += wall
