@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--search", default="approx", choices=["auto", "exact", "approx"])
     p.add_argument("--n-cells", type=int, default=None)
     p.add_argument("--nprobe", type=int, default=None)
+    p.add_argument("--nprobe-other", type=int, default=None, help="approx: extra-class cells (0: off)")
     p.add_argument("--flip", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
@@ -83,7 +84,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with PeakRSS(client) as peak:
             out = label_errors(path, noisy, k=args.k, search=args.search, n_cells=args.n_cells,
-                               nprobe=args.nprobe, array="embeddings", client=client)
+                               nprobe=args.nprobe, nprobe_other=args.nprobe_other, array="embeddings", client=client)
         wall = time.perf_counter() - t0
     flagged = np.fromiter(out.errors, dtype=np.int64, count=len(out.errors))
     found = np.isin(rows, flagged).mean() if rows.size else float("nan")
@@ -97,7 +98,8 @@ def main() -> None:
         print(f"vs exact on {r.rows} sampled rows: recall intra {r.intra:.4f} extra {r.extra:.4f}, max score rel. "
               f"error {r.score_error:.4f} (median {r.score_error_median:.5f}), flag agreement {r.flag_agreement:.4f}; {r.flagged_checked} flagged rows "
               f"re-checked: {r.flagged_confirmed:.4f} confirmed, suggestions agree {r.suggestion_agreement:.4f}; "
-              f"{r.short_rows} short rows ({r.fallback_rows} searched exactly); {r.n_cells} cells, nprobe {r.nprobe}")
+              f"{r.short_rows} short rows ({r.fallback_rows} searched exactly); {r.n_cells} cells, nprobe {r.nprobe}, "
+              f"nprobe_other {r.nprobe_other}")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,26 @@ def push_same_other(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, same_d, sam
 
 
 @numba.njit(cache=True, nogil=True)
+def push_indexed(gram, q_sq, r_sq, r_pos, heap_d, heap_i):
+    """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps, the refs
+    being any selection of rows (``r_pos``: their ids); every pair is admissible."""
+    m, c = gram.shape
+    k = heap_d.shape[1]
+    for i in range(m):
+        root = heap_d[i, 0]
+        for j in range(c):
+            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
+            if d < 0.0:
+                d = 0.0
+            if d >= root:
+                continue
+            heap_d[i, 0] = d
+            heap_i[i, 0] = r_pos[j]
+            _sift_down(heap_d[i], heap_i[i], k)
+            root = heap_d[i, 0]
+
+
+@numba.njit(cache=True, nogil=True)
 def exact_candidates(qx, rx, r_offset, r_lab, heap_i, out_sq, out_lab):
     """Exact squared distances (direct differences) and labels of the kept candidates that
     lie in one ref block."""
@@ -334,7 +354,9 @@ def gather_cell(cell: int, *routes) -> Cell:
     return Cell(*(np.concatenate([p[t] for p in pieces]) for t in range(5)))
 
 
-def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: tuple, rows=None, probes=None) -> tuple:
+def search_cell(
+    home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: tuple, rows=None, probes=None, other_ids=None,
+) -> tuple:
     """k nearest admissible rows, per mode, of rows of cell ``home_id`` among the cells each probes.
 
     Parameters
@@ -350,6 +372,11 @@ def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: 
         Positions in the home cell of the rows to search (default: all).
     probes : ndarray of int, shape (len(rows), p), optional
         Cells probed by those rows (default: the home cell's ``probes``).
+    other_ids : ndarray of int, optional
+        Cells (among ``cell_ids``) searched by every query row for mode ``"other"`` only, on
+        top of its probes (a row skips those it probes anyway). Only their rows of another
+        class than the query row's are compared, so a cell of the row's own class costs
+        little.
 
     Returns
     -------
@@ -397,6 +424,8 @@ def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: 
         for (hd, hi), (sd, si) in zip(heaps, subs):
             hd[sel] = sd
             hi[sel] = si
+    if other_ids is not None and "other" in modes:
+        _search_other_cells(cell_ids, cells, offs, np.asarray(other_ids), probes, qx, q_sq, q_lab, *heaps[modes.index("other")])
     out = []
     for hd, hi in heaps:
         sq = np.full((m, k), np.inf)
@@ -406,6 +435,34 @@ def search_cell(home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: 
         gids = np.where(hi >= 0, union_ids[np.maximum(hi, 0)], -1)
         out.append(_select(gids, sq, lab, k))
     return home.ids[rows], tuple(out)
+
+
+def _search_other_cells(cell_ids, cells, offs, other_ids, probes, qx, q_sq, q_lab, hd, hi) -> None:
+    """Offer to the "other" heaps (hd, hi) the rows of another class of the cells ``other_ids``
+    (positions in the union of ``cells`` as ids), query rows grouped by label."""
+    for cid in other_ids:
+        ci = int(np.flatnonzero(cell_ids == cid)[0])
+        r = cells[ci]
+        sel = np.flatnonzero(~(probes == cid).any(axis=1))
+        if sel.size == 0:
+            continue
+        for lab in np.unique(q_lab[sel]):
+            qsel = sel[q_lab[sel] == lab]
+            refs = np.flatnonzero(r.labels != lab)
+            if refs.size == 0:
+                continue
+            sub_d, sub_i = hd[qsel], hi[qsel]
+            for rs in range(0, refs.size, REF_SLAB):
+                rr = refs[rs : rs + REF_SLAB]
+                rx = r.x[rr]
+                for qs in range(0, qsel.size, QUERY_SLAB):
+                    qq = qsel[qs : qs + QUERY_SLAB]
+                    push_indexed(
+                        qx[qq] @ rx.T, q_sq[qq], r.sqnorm[rr], offs[ci] + rr, sub_d[qs : qs + QUERY_SLAB],
+                        sub_i[qs : qs + QUERY_SLAB],
+                    )
+            hd[qsel] = sub_d
+            hi[qsel] = sub_i
 
 
 def drop_self(nb: Neighbours, q_ids: np.ndarray, k: int) -> Neighbours:

@@ -161,12 +161,12 @@ def gather_cells(routes: list, cell_ids) -> dict:
     return {int(c): gather(int(c), *routes, dask_key_name=f"cells-gather-{token}-{int(c)}") for c in cell_ids}
 
 
-def _cell_search(home_id, cell_ids, cells, k, modes, rows, probes):
+def _cell_search(home_id, cell_ids, cells, k, modes, rows, probes, other_ids=None):
     with limit_threads(1):
-        return K.search_cell(home_id, cell_ids, cells, k, modes, rows, probes)
+        return K.search_cell(home_id, cell_ids, cells, k, modes, rows, probes, other_ids)
 
 
-def cell_knn(cells: dict, probed: dict, k: int, modes: tuple, subset: dict | None = None) -> dict:
+def cell_knn(cells: dict, probed: dict, k: int, modes: tuple, subset: dict | None = None, other: dict | None = None) -> dict:
     """Lazy k nearest admissible rows of each cell's rows among the cells they probe.
 
     Parameters
@@ -179,6 +179,9 @@ def cell_knn(cells: dict, probed: dict, k: int, modes: tuple, subset: dict | Non
     subset : dict of int to (ndarray, ndarray), optional
         Home cell -> (positions of the rows to search, their probed cells); default: every row
         with its own probes.
+    other : dict of int to ndarray, optional
+        Home cell -> cells its rows also search for mode ``"other"`` only (their rows of
+        another class; see :func:`~distdataeval.evaluators._search_kernels.search_cell`).
 
     Returns
     -------
@@ -193,8 +196,9 @@ def cell_knn(cells: dict, probed: dict, k: int, modes: tuple, subset: dict | Non
     out = {}
     for home, targets in probed.items():
         rows, probes = (None, None) if subset is None else subset[home]
-        ids = np.asarray(targets, dtype=np.int64)
-        out[home] = search(int(home), ids, [cells[int(c)] for c in ids], k, modes, rows, probes)
+        extra = None if other is None else np.asarray(other.get(home, ()), dtype=np.int64)
+        ids = np.asarray(targets, dtype=np.int64) if extra is None else np.union1d(targets, extra).astype(np.int64)
+        out[home] = search(int(home), ids, [cells[int(c)] for c in ids], k, modes, rows, probes, extra)
     return out
 
 

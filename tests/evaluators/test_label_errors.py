@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import warnings
 
 import numpy as np
 import pytest
@@ -270,12 +271,53 @@ def test_approx_short_rows_fall_back_to_exact(dask_client):
     rng = np.random.default_rng(4)
     y = np.repeat([0, 1, 2], 400)
     x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
-    out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, chunk_rows=300)
+    out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=0, chunk_rows=300)
     ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
     assert out.recall.short_rows == 1200 and out.recall.fallback_rows == 1200
     np.testing.assert_allclose(out.scores, ref_scores, rtol=1e-6)
     assert out.errors == ref_errors
     assert out.recall.extra == pytest.approx(1.0)
+
+
+def test_approx_other_class_cells_fill_extra_lists(dask_client):
+    """The same far-apart classes: with ``nprobe_other`` the rows also search the nearest cells'
+    rows of other classes, so extra-class lists are complete and exact without the fallback."""
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 400)
+    x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
+    out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
+    ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
+    assert out.recall.nprobe_other == 11
+    # no row is short any more (1200 without nprobe_other, see above); intra lists come from
+    # one probed cell so are approximate, extra lists are exact
+    assert out.recall.short_rows == 0 and out.recall.fallback_rows == 0
+    assert out.recall.extra == pytest.approx(1.0)
+    assert out.errors == ref_errors
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=1.0)
+
+
+def test_approx_other_class_cells_raise_extra_recall(dask_client, monkeypatch):
+    """Many small cells, two probes, no exact fallback: extra-class recall and the scores (against
+    a dense per-class brute force, independent of result.recall) improve with nprobe_other."""
+    from distdataeval import config
+    from distdataeval.evaluators import label_errors as module
+
+    monkeypatch.setattr(module, "FALLBACK_MAX_ROWS", 0)
+
+    x, y, _ = _flipped_mixture(4000, 8, 6, seed=6)
+    ref_scores, _, _ = brute_label_errors(x.astype(np.float64), y, 10)
+    runs = []
+    for q in (0, 8):
+        with config.use_seed(0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # short rows / low recall without nprobe_other
+                runs.append(label_errors(x, y, k=10, search="approx", n_cells=80, nprobe=2, nprobe_other=q, recall_sample=500))
+    off, on = runs
+    assert on.recall.nprobe_other == 8 and off.recall.nprobe_other == 0
+    assert on.recall.extra > off.recall.extra and on.recall.short_rows < off.recall.short_rows
+    # more rows get the brute-force score
+    exact = [np.mean(np.isclose(r.scores, ref_scores, rtol=1e-4)) for r in runs]
+    assert exact[1] > exact[0]
 
 
 def test_approx_fallback_is_bounded(dask_client, monkeypatch):
@@ -289,7 +331,7 @@ def test_approx_fallback_is_bounded(dask_client, monkeypatch):
     y = np.repeat([0, 1, 2], 400)
     x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
     with pytest.warns(LowRecallWarning, match="1200 rows found fewer neighbours.*100 of them were searched exactly"):
-        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, recall_sample=0)
+        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=0, recall_sample=0)
     assert out.recall.short_rows == 1200 and out.recall.fallback_rows == 100
     ref_scores, _, _ = brute_label_errors(x, y, 8)
     exact_rows = np.isclose(out.scores, ref_scores, rtol=1e-6)
@@ -327,6 +369,7 @@ class TestApproxErrors:
         [
             ({"search": "fast"}, "unknown search 'fast'"),
             ({"search": "approx", "nprobe": 0}, "nprobe must be an int >= 1"),
+            ({"search": "approx", "nprobe_other": -1}, "nprobe_other must be an int >= 0"),
             ({"search": "approx", "n_cells": 2.5}, "n_cells must be an int >= 1"),
             ({"search": "approx", "recall_sample": -1}, "recall_sample must be an int >= 0"),
             ({"search": "approx", "recall_target": 1.5}, r"recall_target must be a number in \[0, 1\]"),
