@@ -486,6 +486,15 @@ def probe_summary(route) -> tuple:
     return cells, ends - starts, [np.unique(probes[s:e]) for s, e in zip(starts, ends)]
 
 
+def cell_label_counts(route) -> tuple:
+    """Per home cell present in a routed block: its rows per label code, as (cells, labels,
+    counts) with one (label, count) entry per (cell, label) present."""
+    cells, starts, _ids, _x, _sq, lab, _probes = route
+    home = np.repeat(cells, np.diff(np.r_[starts, lab.size]))
+    pairs, counts = np.unique(np.stack([home.astype(np.int64), lab]), axis=1, return_counts=True)
+    return pairs[0], pairs[1], counts
+
+
 def rows_block(x: np.ndarray, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray) -> tuple:
     """Selected rows (any ids) prepared as a query SearchBlock, with their ids."""
     return np.asarray(ids, dtype=np.int64), prepare_search_block(x, 0, centre, labels)

@@ -32,12 +32,15 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
 2. One task per home cell searches its rows, exactly and with the same masked intra / extra
    heaps as the exact mode, against the rows of the cells they probe: work
    n x nprobe x (n / n_cells) x d, memory per task the probed cells. For the extra-class lists
-   each home cell's rows also search the ``nprobe_other`` (default 16) cells with centroids
+   each home cell's rows also search up to ``nprobe_other`` (default 32) cells with centroids
    nearest to the home centroid, comparing only those cells' rows of another class than the
    query row's (query rows grouped by label): a cell of the row's own class costs ~1% of a
-   probe (its mislabelled rows), a cell of another class one probe. A class spans many cells
-   at 1M rows, so a row's ``nprobe`` nearest cells often hold no other class; this reaches
-   across the class boundary. ``nprobe_other=0`` turns it off.
+   probe (its mislabelled rows), a cell of another class one probe. The list is cut, nearest
+   first, once its rows of other classes than the home cell's main class (from per-cell label
+   counts) exceed ``OTHER_BUDGET_CELLS`` (8) mean cells, which bounds the extra work by about
+   8 probes. A class spans many cells at 1M rows, so a row's ``nprobe`` nearest cells often
+   hold no other class; this reaches across the class boundary. ``nprobe_other=0`` turns it
+   off.
 3. A row that found fewer intra- or extra-class neighbours than it has (e.g. no other class in
    its probed cells) is searched exactly over all rows, at most ``FALLBACK_MAX_ROWS`` of them
    (those missing most neighbours first, then the highest scores; a warning counts the rest).
@@ -77,8 +80,11 @@ suggestions 0.971, 918 short rows; with 12: 49.3 s, recall 0.994 / 0.999, sugges
 geometry, harsher): without 43.4 s, recall 0.889 / 0.367, 92,953 short rows (5,000 searched
 exactly), median score error 0.60; with 12: 32.0 s, 0.886 / 0.796, 36,156 short rows, median
 error 0.013; with 32: 41.1 s, 0.885 / 0.977, 4,206 short rows (all searched exactly), median
-error 0.0017, max 0.035. Peak RSS unchanged (driver ~370 MiB, workers ~680 MiB). Intra recall is
-not affected (it depends on ``nprobe``).
+error 0.0017, max 0.035 (these three without the budget cut); with 16: 34.9 s, 0.887 / 0.887,
+16,081 short rows. With the budget cut (nprobe_other 32, the default): budget 4 cells 37.8 s,
+extra recall 0.890, 4,302 short rows; budget 8 (the default) 40.0 s, extra 0.933, 4,207 short
+rows, median score error 0.0027, max 0.040. Peak RSS unchanged (driver ~370 MiB, workers
+~680 MiB). Intra recall is not affected (it depends on ``nprobe``).
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ from distdataeval.errors import InvalidInputError, InvalidParameterError
 from distdataeval.evaluators import _label_error_kernels as LK
 from distdataeval.evaluators.masked_search import (
     cell_knn,
+    cell_label_counts,
     exact_rows_knn,
     gather_cells,
     masked_knn,
@@ -123,7 +130,11 @@ CELL_ROWS = 2048  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
 NPROBE = 4  # approx mode: cells each row is searched in (its own and the 3 next nearest)
 # approx mode: cells nearest to a row's home cell also searched for its extra-class neighbours
 # (only their rows of another class; see the module notes)
-NPROBE_OTHER = 16
+NPROBE_OTHER = 32
+# ... but a home cell's extra cells stop once they hold this many mean cells' worth of rows of
+# other classes than the home cell's main class (bounds the work: cells of another class are
+# searched in full, cells of the same class cost only their few rows of other classes)
+OTHER_BUDGET_CELLS = 8
 RECALL_SAMPLE = 1000
 FLAG_SAMPLE = 200  # approx-flagged rows re-checked exactly
 RECALL_TARGET = 0.9
@@ -421,8 +432,11 @@ def _fit_cells(sample: np.ndarray, n_cells: int, rng: np.random.Generator) -> np
     return centroids[used]
 
 
-def _nearest_other_cells(centroids: np.ndarray, homes: np.ndarray, q: int, rows: int = 1024) -> dict:
-    """Home cell -> the ``q`` other home cells with the nearest centroids (ties: lower id)."""
+def _nearest_other_cells(centroids: np.ndarray, homes: np.ndarray, q: int, other_rows: dict | None = None,
+                         budget: float = np.inf, rows: int = 1024) -> dict:
+    """Home cell -> the ``q`` other home cells with the nearest centroids (ties: lower id),
+    nearest first, cut where their rows of other classes than the home's main class
+    (``other_rows[home]``: cell -> count) would exceed ``budget`` (the nearest is always kept)."""
     if q == 0 or homes.size < 2:
         return {}
     q = min(q, homes.size - 1)
@@ -435,8 +449,40 @@ def _nearest_other_cells(centroids: np.ndarray, homes: np.ndarray, q: int, rows:
         part = np.argpartition(d2, q - 1, axis=1)[:, :q]
         order = np.lexsort((part, np.take_along_axis(d2, part, axis=1)), axis=1)
         for i, row in enumerate(np.take_along_axis(part, order, axis=1)):
-            out[int(homes[s + i])] = homes[row]
+            home, near = int(homes[s + i]), homes[row]
+            if other_rows is not None:
+                cost = np.cumsum([other_rows[home].get(int(cc), 0) for cc in near])
+                near = near[: max(1, int(np.searchsorted(cost, budget, side="right")))]
+            out[home] = near
     return out
+
+
+def _other_rows(label_counts: list) -> dict:
+    """Home cell -> {cell: its rows of other classes than the home cell's main class}."""
+    cells = np.concatenate([p[0] for p in label_counts])
+    labs = np.concatenate([p[1] for p in label_counts])
+    cnt = np.concatenate([p[2] for p in label_counts])
+    key, inv = np.unique(np.stack([cells, labs]), axis=1, return_inverse=True)
+    cnt = np.bincount(inv.ravel(), weights=cnt).astype(np.int64)
+    per_cell: dict = {}
+    for cc, lab, m in zip(key[0].tolist(), key[1].tolist(), cnt.tolist()):
+        per_cell.setdefault(cc, {})[lab] = m
+    size = {cc: sum(v.values()) for cc, v in per_cell.items()}
+    main = {cc: min(v, key=lambda lab: (-v[lab], lab)) for cc, v in per_cell.items()}
+    # rows of cell cc not of class L, for the main classes L of the home cells
+    return {h: _Other(per_cell, size, main[h]) for h in per_cell}
+
+
+class _Other:
+    """cell -> rows of another class than ``label`` (a lazy dict view)."""
+
+    def __init__(self, per_cell, size, label):
+        self.per_cell, self.size, self.label = per_cell, size, label
+
+    def get(self, cell, default=0):
+        if cell not in self.size:
+            return default
+        return self.size[cell] - self.per_cell[cell].get(self.label, 0)
 
 
 def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, recall_sample, recall_target, nprobe_other):
@@ -458,7 +504,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
     routes = c.persist(route_to_cells(blocks, centroids, p))
-    summaries = c.compute(probe_summaries(routes), sync=True)
+    summaries, label_counts = c.compute([probe_summaries(routes), cell_label_counts(routes)], sync=True)
     log.debug("label_errors approx: rows routed at %.1f s", time.perf_counter() - t0)
     probed: dict = {}
     for cells, _sizes, targets in summaries:
@@ -471,7 +517,9 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     # 3. search: each home cell against the cells its rows probe; scored where it ran
     sample_ids = np.sort(config.rng_for("recall", _SEED_PATH).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
     score = dask.delayed(LK.score_rows, pure=True)
-    other = _nearest_other_cells(centroids, homes, nprobe_other)
+    other = _nearest_other_cells(
+        centroids, homes, nprobe_other, _other_rows(label_counts), OTHER_BUDGET_CELLS * n / max(homes.size, 1)
+    )
     searches = cell_knn(cells, probed, k_eff, modes, other=other)
     parts = c.compute([score(r, k_eff, sample_ids) for r in searches.values()], sync=True)
     log.debug("label_errors approx: cells searched at %.1f s", time.perf_counter() - t0)

@@ -150,6 +150,12 @@ def probe_summaries(routes: list) -> list:
     return [summary(r) for r in routes]
 
 
+def cell_label_counts(routes: list) -> list:
+    """Lazy per-route (cells, label codes, row counts) of every (home cell, label) present."""
+    count = dask.delayed(K.cell_label_counts, pure=True)
+    return [count(r) for r in routes]
+
+
 def gather_cells(routes: list, cell_ids) -> dict:
     """Lazy :class:`~distdataeval.evaluators._search_kernels.Cell` per (non-empty) cell id.
 

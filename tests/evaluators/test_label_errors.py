@@ -379,3 +379,21 @@ class TestApproxErrors:
         x = np.random.default_rng(0).normal(size=(20, 2))
         with pytest.raises(InvalidParameterError, match=match):
             label_errors(x, np.arange(20) % 2, **kwargs)
+
+
+def test_other_cells_nearest_first_and_budget_cut():
+    """Extra cells: the nearest centroids (brute force on a line), cut where the rows of other
+    classes than the home's main class exceed the budget (the nearest always kept)."""
+    from distdataeval.evaluators.label_errors import _nearest_other_cells
+
+    centroids = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    homes = np.arange(5)
+    near = _nearest_other_cells(centroids, homes, 3)
+    for h in homes:
+        ref = np.argsort(np.abs(centroids[:, 0] - centroids[h, 0]), kind="stable")[1:4]
+        np.testing.assert_array_equal(near[h], ref)
+    other = {h: {c: 5 for c in range(5)} for h in range(5)}
+    cut = _nearest_other_cells(centroids, homes, 3, other, budget=10)
+    assert all(len(v) == 2 for v in cut.values())
+    tiny = _nearest_other_cells(centroids, homes, 3, other, budget=1)
+    np.testing.assert_array_equal(tiny[0], [1])
