@@ -76,7 +76,8 @@ less of it than at 100k. Exact would take about 100 x its 100k time (~1.4 h).
 ``nprobe_other`` (class-aware extra cells), measured in one session on the 100k store above
 (load 3-5, times are noisy): default cells (49): without 25.5 s, recall 0.994 / 0.985,
 suggestions 0.971, 918 short rows; with 12: 49.3 s, recall 0.994 / 0.999, suggestions 0.986,
-918 short rows (intra-short, unchanged). 489 cells at 100k (cells of ~200 rows: the 1M
+918 short rows (intra-short, unchanged); with the defaults (32, budget 8, below): 30.2 s,
+0.994 / 0.992, suggestions 0.976, 918 short rows. 489 cells at 100k (cells of ~200 rows: the 1M
 geometry, harsher): without 43.4 s, recall 0.889 / 0.367, 92,953 short rows (5,000 searched
 exactly), median score error 0.60; with 12: 32.0 s, 0.886 / 0.796, 36,156 short rows, median
 error 0.013; with 32: 41.1 s, 0.885 / 0.977, 4,206 short rows (all searched exactly), median
