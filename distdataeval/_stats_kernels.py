@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# scratch budget of one (rows x centres) float64 distance tile: 4M entries = 32 MB
-TILE_ENTRIES = 1 << 22
+from distdataeval.kmeans_kernels import nearest_centres
 
 
 def labels_to_positions(labels: np.ndarray, cluster_ids: np.ndarray) -> np.ndarray:
@@ -36,30 +35,14 @@ def add_center_sums(*parts):
 def nearest_center(rows: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Position of the nearest centre of each row (int64); ties go to the lowest position.
 
-    Squared distances ``|x|^2 - 2 x.c + |c|^2`` in float64, in tiles of at most ``TILE_ENTRIES``
-    (rows x centres) entries, so the scratch stays bounded for thousands of centres.
+    Squared distances ``|x|^2 - 2 x.c + |c|^2`` in float64, tiled over rows and centres so the
+    scratch stays bounded for thousands of centres (KMeans' kernel,
+    :func:`distdataeval.kmeans_kernels.nearest_centres`).
     """
-    m, k = rows.shape[0], centers.shape[0]
-    best = np.full(m, -1, dtype=np.int64)
-    if m == 0 or k == 0:
-        return best
-    x = rows.astype(np.float64, copy=False)
-    c_sq = np.einsum("ij,ij->i", centers, centers)
-    c_step = max(1, min(k, TILE_ENTRIES // 256))
-    r_step = max(1, TILE_ENTRIES // c_step)
-    for r0 in range(0, m, r_step):
-        xr = x[r0 : r0 + r_step]
-        best_d = np.full(xr.shape[0], np.inf)
-        best_i = np.zeros(xr.shape[0], dtype=np.int64)
-        for c0 in range(0, k, c_step):
-            d2 = c_sq[None, c0 : c0 + c_step] - 2.0 * (xr @ centers[c0 : c0 + c_step].T)
-            j = np.argmin(d2, axis=1)  # first minimum: lowest position within the tile
-            dj = d2[np.arange(d2.shape[0]), j]
-            better = dj < best_d  # strict: an equal later tile keeps the lower position
-            best_d[better] = dj[better]
-            best_i[better] = j[better] + c0
-        best[r0 : r0 + r_step] = best_i
-    return best
+    if rows.shape[0] == 0 or centers.shape[0] == 0:
+        return np.full(rows.shape[0], -1, dtype=np.int64)
+    labels, _ = nearest_centres(rows.astype(np.float64, copy=False), np.asarray(centers, dtype=np.float64))
+    return labels
 
 
 def assign_block(block: np.ndarray, pos: np.ndarray, centers: np.ndarray, mode: str) -> np.ndarray:

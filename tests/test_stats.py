@@ -123,7 +123,10 @@ def test_nearest_center_tiles_and_ties(monkeypatch):
     centers[40] = centers[7]  # exact tie: the lower position wins, even across tiles
     centers[45] = centers[44]
     rows = np.concatenate([rng.normal(size=(300, 3)), centers[[7, 44]] + 1e-9])
-    monkeypatch.setattr(K, "TILE_ENTRIES", 256 * 6)  # 6 centres per tile, 256 rows per tile
+    import distdataeval.kmeans_kernels as KK
+
+    monkeypatch.setattr(KK, "ROW_TILE", 256)  # 256 rows per tile
+    monkeypatch.setattr(KK, "TILE_ELEMENTS", 256 * 6)  # 6 centres per tile
     got = K.nearest_center(rows, centers)
     d2 = ((rows[:, None, :] - centers[None]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(got, np.argmin(d2, axis=1))
