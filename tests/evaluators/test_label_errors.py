@@ -285,7 +285,12 @@ def test_approx_other_class_cells_fill_extra_lists(dask_client):
     rng = np.random.default_rng(4)
     y = np.repeat([0, 1, 2], 400)
     x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
-    out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
+    from distdataeval import config
+
+    # seeded: an unseeded run draws its cells from a fresh root seed, and with one probed cell
+    # the intra-class lists (hence the scores' tolerance below) depend on those cells
+    with config.use_seed(0):
+        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
     ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
     assert out.recall.nprobe_other == 11
     # no row is short any more (1200 without nprobe_other, see above); intra lists come from
