@@ -19,6 +19,7 @@ import numpy as np
 
 from distdataeval.errors import InvalidParameterError
 from distdataeval.evaluators import _search_kernels as K
+from distdataeval.knn.exact import group_blocks
 from distdataeval.runtime.threads import limit_threads
 
 GROUP_BYTES = 256 << 20
@@ -49,17 +50,7 @@ def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | 
 
 
 def _groups(row_chunks: tuple, d: int) -> list:
-    groups, current, size = [], [], 0
-    for j, m in enumerate(row_chunks):
-        b = m * (8 * d + 16)
-        if current and size + b > GROUP_BYTES:
-            groups.append(current)
-            current, size = [], 0
-        current.append(j)
-        size += b
-    if current:
-        groups.append(current)
-    return groups
+    return group_blocks(range(len(row_chunks)), row_chunks, 8 * d + 16, GROUP_BYTES)
 
 
 def _tile(q, refs, k, modes, exclude_self):

@@ -130,13 +130,13 @@ def _scan_group_unlimited(q: PreparedBlock, refs: list, n_keep: int, q_pos=None,
     return _TileResult(heap_i, sqdist, lower)
 
 
-def _group_refs(indices: list, row_chunks: tuple, d: int) -> list:
-    """Split ref block indices into groups of at most ``GROUP_BYTES`` of prepared data."""
+def group_blocks(indices, row_chunks: tuple, bytes_per_row: int, budget: int = GROUP_BYTES) -> list:
+    """Split block indices, in order, into groups of at most ``budget`` bytes
+    (``row_chunks[j] * bytes_per_row`` each; a block larger than the budget forms its own group)."""
     groups, current, size = [], [], 0
-    per_row = 12 * d + 16
     for j in indices:
-        b = row_chunks[j] * per_row
-        if current and size + b > GROUP_BYTES:
+        b = row_chunks[j] * bytes_per_row
+        if current and size + b > budget:
             groups.append(current)
             current, size = [], 0
         current.append(j)
@@ -144,6 +144,11 @@ def _group_refs(indices: list, row_chunks: tuple, d: int) -> list:
     if current:
         groups.append(current)
     return groups
+
+
+def _group_refs(indices: list, row_chunks: tuple, d: int) -> list:
+    """Split ref block indices into groups of at most ``GROUP_BYTES`` of prepared data."""
+    return group_blocks(indices, row_chunks, 12 * d + 16)
 
 
 def _merge_tiles(tiles: list, k: int):
