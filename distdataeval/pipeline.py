@@ -11,7 +11,7 @@ import operator
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dask
 import dask.array as da
@@ -35,7 +35,7 @@ from distdataeval.mst.bridge import (
 )
 from distdataeval.mst import component_pairs as cpairs
 from distdataeval.mst.records import SpanningTree
-from distdataeval.mst.reduce import EdgeList, knn_to_forest
+from distdataeval.mst.reduce import EdgeList, knn_forest
 from distdataeval.result import ClusterResult
 from distdataeval.runtime.client import is_shared_local
 from distdataeval.stats import cluster_centers, reassign_noise_to_nearest_center
@@ -284,7 +284,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         int(parts.expected_sizes.min()), int(parts.expected_sizes.max()),
     )
     nbr, sqd = approximate_knn(
-        blocks, row_chunks, k, parts, config.seed_sequence("knn", 1), plan.neighbor_factor, plan.max_candidates
+        client, blocks, row_chunks, k, parts, config.seed_sequence("knn", 1), plan.neighbor_factor, plan.max_candidates
     )
     nbr, sqd = client.persist([nbr, sqd])
     nbr, sqd = _complete_short_rows(client, blocks, nbr, sqd, k)
@@ -300,7 +300,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         strong = plan_partitions(
             sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border
         )
-        more = approximate_knn(blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60)
+        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60)
         nbr, sqd = client.persist(list(merge_graphs((nbr, sqd), more, k)))
         first = recall
         recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k)
@@ -351,7 +351,9 @@ class KnnGraph:
     method: str
     recall: float | None = None
     uncertified: int = 0
-    forest: object = None  # a running future of the reduced k-NN forest (set by knn_stage)
+    # [neighbors, distances] persisted on the workers (set by knn_stage); the MST stage reads it
+    # for its Boruvka rounds and empties it, which releases the workers' copy
+    held: list = field(default_factory=list)
 
     @classmethod
     def from_store(cls, store: ResultStore, method: str, recall: float | None = None) -> "KnnGraph":
@@ -405,10 +407,8 @@ def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore |
         dist = knn_exact.knn_to_distances(sqd)
         nbr, dist = client.persist([nbr, dist])
         del sqd  # the float64 squared distances are not needed any more (n x k x 8 bytes)
-        forest_future = client.compute(knn_to_forest(nbr, dist))
         if plan.knn == "exact":
-            # the MST reduction runs on the workers while the driver gathers the graph (exact mode
-            # returns NumPy arrays, as DataEval does; its bridging order needs the graph too)
+            # exact mode returns NumPy arrays, as DataEval does; its bridging order needs them too
             k_neighbors, k_distances = client.gather(client.compute([nbr, dist]))
         else:
             # approx mode never gathers the graph: it stays on the workers, or goes to Zarr
@@ -423,9 +423,9 @@ def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore |
             graph_store.write_dask("k_distances", dist, client)
             if plan.knn != "exact":
                 k_neighbors, k_distances = graph_store.read_dask("k_neighbors"), graph_store.read_dask("k_distances")
-                del nbr, dist
     log.debug("k-NN graph of %d rows, k = %d", n, k)
-    return KnnGraph(k_neighbors, k_distances, plan.knn, recall, n_uncert, forest_future)
+    # the worker-held copy serves the MST stage's Boruvka rounds (one pass each), then is released
+    return KnnGraph(k_neighbors, k_distances, plan.knn, recall, n_uncert, [nbr, dist])
 
 
 def mst_stage(prepared: Prepared, graph: KnnGraph, plan: ClusterPlan, client, sink: ResultStore | None = None,
@@ -435,11 +435,14 @@ def mst_stage(prepared: Prepared, graph: KnnGraph, plan: ClusterPlan, client, si
     timer = timer or _Timer()
     n = prepared.n
     with timer.stage("mst"):
-        if graph.forest is not None:
-            forest = graph.forest.result()
-        else:
-            forest = client.compute(knn_to_forest(graph.k_neighbors, graph.k_distances)).result()
-        log.info("MST: k-NN forest reduced to %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
+        nbr, dist = graph.held if graph.held else (graph.k_neighbors, graph.k_distances)
+        graph.held.clear()
+        if not isinstance(nbr, da.Array):
+            nbr = da.from_array(nbr, chunks=(prepared.row_chunks, -1))
+            dist = da.from_array(dist, chunks=(prepared.row_chunks, -1))
+        forest = knn_forest(client, nbr, dist)
+        del nbr, dist
+        log.info("MST: k-NN forest of %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
         n_components = 1
         if len(forest) < n - 1 and plan.knn == "exact":
             knn_pair = (np.asarray(graph.k_neighbors), np.asarray(graph.k_distances))

@@ -10,7 +10,6 @@ import pytest
 
 from distdataeval.io.source import open_source, scan_source
 from distdataeval.knn import exact
-from distdataeval.mst.reduce import knn_to_forest
 from distdataeval.stats import cluster_centers, reassign_noise_to_nearest_center
 from tests.conftest import mixture
 
@@ -27,7 +26,7 @@ def test_stage_functions_do_not_compute():
         blocks = exact.prepare_blocks(src.data, np.zeros(8))
         nbr, sqd, cert = exact.exact_knn_candidates(blocks, src.data.chunks[0], 5, d=8)
         exact.exact_rows_search(blocks, np.array([1, 2]), 5)
-        knn_to_forest(nbr, exact.knn_to_distances(sqd))
+        exact.knn_to_distances(sqd)
         labels = da.zeros(300, chunks=(64,), dtype=np.int64)
         cluster_centers(src.data, labels, 2)
         reassign_noise_to_nearest_center(src.data, labels, np.zeros((2, 8)))

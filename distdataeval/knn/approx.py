@@ -221,9 +221,16 @@ def _merge_block(pieces: list, lo: int, hi: int, k: int):
 
 
 def approximate_knn(
-    blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq, neighbor_factor: float = 1.6, max_candidates: int = 60
+    client, blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq, neighbor_factor: float = 1.6,
+    max_candidates: int = 60
 ):
-    """Lazy partitioned approximate k-NN over prepared blocks.
+    """Partitioned approximate k-NN over prepared blocks: routing and builds run now, the
+    per-block merge is returned lazy.
+
+    Builds are paced from the driver: at most one per worker is in flight, largest expected
+    partition first, and each new one goes to the worker that just finished. Handing the scheduler
+    all builds at once placed them by where their rows lay and never rebalanced them: measured at
+    1M rows (20 builds, 2 workers), one worker sat idle for 32 s of a 86 s stage.
 
     Returns
     -------
@@ -231,13 +238,15 @@ def approximate_knn(
     sqdist : dask array of float64, shape (n, k)
         Exact squared distances of the neighbours found.
     """
+    from distributed import as_completed
+
     offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
     token = dask.base.tokenize(
         blocks, k, plan.centroids, plan.overlap, plan.border, seed_seq.entropy, seed_seq.spawn_key, neighbor_factor, max_candidates
     )
-    # the graph is written as one low-level layer: B blocks x P partitions pieces make an
-    # all-to-all exchange, and building it from Delayed calls re-optimises the arguments' graphs
-    # at every call (quadratic in B x P: minutes of driver time at 10M rows)
+    # routing is one low-level layer: B blocks x P partitions pieces make an all-to-all exchange,
+    # and building it from Delayed calls re-optimises the arguments' graphs at every call
+    # (quadratic in B x P: minutes of driver time at 10M rows)
     main = f"knn-approx-{token}"
     route, piece, part, take, merge = (f"{main}-{s}" for s in ("route", "piece", "partition", "take", "merge"))
     seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
@@ -248,14 +257,36 @@ def approximate_knn(
         dsk[(route, i)] = (_route_block, b.key, cent, plan.overlap, plan.border)
         for p in range(P):
             dsk[(piece, i, p)] = (operator.getitem, (route, i), p)
-    for p in range(P):
-        dsk[(part, p)] = (_build_partition, [(piece, i, p) for i in range(B)], k, seeds[p], neighbor_factor, max_candidates)
+    graph = HighLevelGraph.from_collections(main, dsk, dependencies=list(blocks))
+    piece_keys = [(piece, i, p) for p in range(P) for i in range(B)]
+    pieces = client.get(graph, piece_keys, sync=False)
+    by_part = [pieces[p * B : (p + 1) * B] for p in range(P)]
+
+    slots = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    queue = [int(p) for p in np.argsort(-plan.expected_sizes, kind="stable")]
+    built: dict = {}
+
+    def submit(p):
+        return client.submit(_build_partition, by_part[p], k, seeds[p], neighbor_factor, max_candidates,
+                             key=f"{part}-{p}", pure=False)
+
+    running = as_completed([submit(p) for p in queue[:slots]])
+    queue = queue[slots:]
+    for fut in running:
+        built[int(fut.key.rsplit("-", 1)[1])] = fut
+        if fut.status == "error":
+            fut.result()  # raise the build's error here
+        if queue:
+            running.add(submit(queue.pop(0)))
+    del pieces, by_part
+
+    dsk = {}
     for i, (o, m) in enumerate(zip(offsets, row_chunks)):
         for p in range(P):
-            dsk[(take, i, p)] = (_rows_of_block, (part, p), int(o), int(o + m))
+            dsk[(take, i, p)] = (_rows_of_block, built[p], int(o), int(o + m))
         dsk[(merge, i)] = (_merge_block, [(take, i, p) for p in range(P)], int(o), int(o + m), k)
-    graph = HighLevelGraph.from_collections(main, dsk, dependencies=list(blocks))
-    anchor = Delayed((merge, 0), graph, layer=main)
+    graph = HighLevelGraph.from_collections(merge, dsk, dependencies=[])
+    anchor = Delayed((merge, 0), graph, layer=merge)
     out = []
     for j, (name, dtype) in enumerate(((f"{main}-neighbors", np.int64), (f"{main}-sqdist", np.float64))):
         layer = {(name, i, 0): (operator.getitem, (merge, i), j) for i in range(B)}

@@ -91,10 +91,7 @@ def dataeval_union_roots(neighbors, distances):
         parent[y] = x
         if rank[x] == rank[y]:
             rank[x] += 1
-    roots = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        roots[i] = find(parent, i)
-    return roots
+    return root_labels(parent)
 
 
 @njit(cache=True, nogil=True)
@@ -169,3 +166,92 @@ def compact_ids(a, b):
                     break
                 slot = (slot + 1) & (cap - 1)
     return out_a, out_b, count
+
+
+@njit(cache=True, nogil=True)
+def _edge_less(w1, a1, b1, w2, a2, b2):
+    """(w1, a1, b1) < (w2, a2, b2) lexicographically: the edges' total order."""
+    if w1 != w2:
+        return w1 < w2
+    if a1 != a2:
+        return a1 < a2
+    return b1 < b2
+
+
+@njit(cache=True, nogil=True)
+def cheapest_out_edges(neighbors, distances, row_offset, comp):
+    """Per component present in one row block of a k-NN graph, its lightest edge leaving it.
+
+    ``neighbors`` (m, k) global ids (negative or int64 max: padding), ``distances`` (m, k)
+    float32, ``comp`` the component label of every point (global). Edges are (w, low, high) with
+    w the float32 distance widened, compared in that total order. Returns per component found
+    (comp id, w, low, high), sorted by comp id.
+    """
+    m, k = neighbors.shape
+    pad = np.iinfo(np.int64).max
+    cid = np.empty(m, np.int64)
+    bw = np.empty(m, np.float64)
+    blo = np.empty(m, np.int64)
+    bhi = np.empty(m, np.int64)
+    cnt = 0
+    for r in range(m):
+        i = row_offset + r
+        ci = comp[i]
+        found = False
+        w0 = 0.0
+        lo0 = 0
+        hi0 = 0
+        for t in range(k):
+            j = neighbors[r, t]
+            if j < 0 or j == pad:
+                continue
+            w = np.float64(distances[r, t])
+            if not np.isfinite(w):
+                continue
+            if found and w > w0:
+                break  # rows are sorted by distance: nothing lighter follows
+            if comp[j] == ci:
+                continue
+            lo = min(i, j)
+            hi = max(i, j)
+            if not found or _edge_less(w, lo, hi, w0, lo0, hi0):
+                found = True
+                w0, lo0, hi0 = w, lo, hi
+        if found:
+            cid[cnt] = ci
+            bw[cnt] = w0
+            blo[cnt] = lo0
+            bhi[cnt] = hi0
+            cnt += 1
+    return reduce_cheapest(cid[:cnt], bw[:cnt], blo[:cnt], bhi[:cnt])
+
+
+@njit(cache=True, nogil=True)
+def reduce_cheapest(cid, w, lo, hi):
+    """Keep the least edge (w, lo, hi) per component id; output sorted by component id."""
+    order = np.argsort(cid, kind="mergesort")
+    m = cid.shape[0]
+    oc = np.empty(m, np.int64)
+    ow = np.empty(m, np.float64)
+    ol = np.empty(m, np.int64)
+    oh = np.empty(m, np.int64)
+    cnt = -1
+    for t in range(m):
+        s = order[t]
+        if cnt < 0 or oc[cnt] != cid[s]:
+            cnt += 1
+            oc[cnt], ow[cnt], ol[cnt], oh[cnt] = cid[s], w[s], lo[s], hi[s]
+        elif _edge_less(w[s], lo[s], hi[s], ow[cnt], ol[cnt], oh[cnt]):
+            ow[cnt], ol[cnt], oh[cnt] = w[s], lo[s], hi[s]
+    cnt += 1
+    return oc[:cnt], ow[:cnt], ol[:cnt], oh[:cnt]
+
+
+@njit(cache=True, nogil=True)
+def root_labels(parent):
+    """The root of every point (a component label), int64 (n,)."""
+    n = parent.shape[0]
+    out = np.empty(n, np.int64)
+    for x in range(n):
+        out[x] = find(parent, x)
+    return out

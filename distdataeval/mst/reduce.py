@@ -1,10 +1,18 @@
-"""k-NN edges -> minimum spanning forest, reduced block by block (cycle property).
+"""k-NN graph -> minimum spanning forest by distributed Boruvka rounds.
 
-Each row block of the k-NN graph becomes a minimum spanning forest of its own edges (an edge
-that closes a cycle of lighter edges inside any subset of the graph is in no MST of the graph),
-forests are merged pairwise and reduced again, and the last forest (at most n - 1 edges) is what
-the driver receives. Edges are totally ordered by (weight, low id, high id), so every reduction
-order gives the same forest.
+Each round, every row block of the (persisted) k-NN graph reports, per component present in the
+block, the lightest edge leaving that component (rows are sorted by distance, so a row's scan
+stops at its first edge to another component, plus ties); the driver keeps the least per
+component, adds those edges to a union-find forest and broadcasts the new component labels.
+Every component gains at least one edge per round, so at most log2(n) rounds run (about 10 at
+1M rows here); the work per round is one pass over the graph on the workers and O(n) on the
+driver. Edges are totally ordered by (weight, low id, high id), under which the minimum spanning
+forest is unique: the result equals Kruskal over all n k edges.
+
+Why not per-block forests merged pairwise (the cycle property): in the input's row order the
+rows of a block and their neighbours are scattered over the whole dataset, so a block's forest
+keeps almost all of its edges and the merges carry the whole graph up the reduction tree
+(36 core-seconds at 1M rows, against about 3 for these rounds).
 """
 
 from __future__ import annotations
@@ -50,53 +58,65 @@ class EdgeList:
         )
 
 
-def knn_block_to_edges(neighbors: np.ndarray, distances: np.ndarray, row_offset: int) -> EdgeList:
-    """Edges (i, neighbors[i, j], distances[i, j]) of one row block of the k-NN graph."""
-    m, k = neighbors.shape
-    rows = np.repeat(np.arange(row_offset, row_offset + m, dtype=np.int64), k)
-    cols = neighbors.reshape(-1).astype(np.int64, copy=False)
-    w = distances.reshape(-1).astype(np.float32).astype(np.float64)
-    valid = (cols >= 0) & (cols != np.iinfo(np.int64).max) & np.isfinite(w)  # no padding entries
-    rows, cols, w = rows[valid], cols[valid], w[valid]
-    return EdgeList(np.minimum(rows, cols), np.maximum(rows, cols), w)
+MAX_ROUNDS = 64  # log2(n) suffices; a guard against a kernel bug looping forever
 
 
-def minimum_spanning_forest(edges: EdgeList) -> EdgeList:
-    """Minimum spanning forest of an edge list, sorted by (weight, low, high).
-
-    Vertex ids are compacted first, so memory is O(edges) whatever the ids are.
-    """
-    if len(edges) == 0:
-        return edges
-    e = edges.sorted()
-    local_low, local_high, n_verts = K.compact_ids(e.low, e.high)
-    parent = np.arange(n_verts, dtype=np.int64)
-    size = np.ones(n_verts, dtype=np.int64)
-    keep = K.kruskal_select(local_low, local_high, parent, size)
-    return EdgeList(e.low[keep], e.high[keep], e.weight[keep])
+def _block_cheapest(neighbors, distances, row_offset: int, comp):
+    if neighbors.shape[0] == 0:
+        empty = np.empty(0, np.int64)
+        return empty, np.empty(0, np.float64), empty, empty
+    return K.cheapest_out_edges(np.asarray(neighbors), np.asarray(distances), row_offset, comp)
 
 
-def _knn_block_forest(neighbors, distances, row_offset):
-    return minimum_spanning_forest(knn_block_to_edges(neighbors, distances, row_offset))
+def knn_forest(client, neighbors, distances) -> EdgeList:
+    """Minimum spanning forest of a k-NN graph held as row-chunked Dask arrays.
 
+    Parameters
+    ----------
+    client : distributed.Client
+        Where the graph's blocks are computed (persist the graph first: every round reads it).
+    neighbors : dask array of int64, shape (n, k)
+        Neighbour ids per row, sorted by distance; negative or int64-max entries are padding.
+    distances : dask array of float32, shape (n, k)
+        The matching distances (weights are these float32 values widened to float64).
 
-def _merge_forests(*forests):
-    return minimum_spanning_forest(EdgeList.concat(list(forests)))
-
-
-def knn_to_forest(neighbors, distances, fan_in: int = 4):
-    """Lazy minimum spanning forest of a k-NN graph given as row-chunked Dask arrays.
-
-    Returns a Delayed :class:`EdgeList` (sorted by (weight, low, high)).
+    Returns
+    -------
+    EdgeList
+        The forest's edges sorted by (weight, low, high); ``n - c`` edges for c components.
     """
     if neighbors.chunks[0] != distances.chunks[0]:
         raise ValueError("neighbors and distances must share row chunks")
-    offsets = np.concatenate([[0], np.cumsum(neighbors.chunks[0])[:-1]])
+    n = int(neighbors.shape[0])
+    offsets = np.concatenate([[0], np.cumsum(neighbors.chunks[0])[:-1]]).astype(np.int64)
     nb = neighbors.rechunk({1: -1}).to_delayed().ravel()
     ds = distances.rechunk({1: -1}).to_delayed().ravel()
-    forest = dask.delayed(_knn_block_forest, pure=True)
-    level = [forest(a, b, int(o)) for a, b, o in zip(nb, ds, offsets)]
-    merge = dask.delayed(_merge_forests, pure=True)
-    while len(level) > 1:
-        level = [merge(*level[i : i + fan_in]) if len(level[i : i + fan_in]) > 1 else level[i] for i in range(0, len(level), fan_in)]
-    return level[0]
+    parent = np.arange(n, dtype=np.int64)
+    size = np.ones(n, dtype=np.int64)
+    comp = parent.copy()
+    active = np.ones(len(nb), dtype=bool)  # a block with no leaving edge never gets one again
+    chosen = []
+    cheapest = dask.delayed(_block_cheapest, pure=True)
+    for _ in range(MAX_ROUNDS):
+        [comp_f] = client.scatter([comp], broadcast=True, hash=False)
+        blocks = np.flatnonzero(active)
+        parts = client.compute([cheapest(nb[b], ds[b], int(offsets[b]), comp_f) for b in blocks], sync=True)
+        del comp_f
+        for b, part in zip(blocks, parts):
+            active[b] = part[0].shape[0] > 0
+        if not active.any():
+            break
+        cid = np.concatenate([p[0] for p in parts])
+        w = np.concatenate([p[1] for p in parts])
+        lo = np.concatenate([p[2] for p in parts])
+        hi = np.concatenate([p[3] for p in parts])
+        cid, w, lo, hi = K.reduce_cheapest(cid, w, lo, hi)
+        keep = K.kruskal_select(lo, hi, parent, size)
+        chosen.append(EdgeList(lo[keep], hi[keep], w[keep]))
+        comp = K.root_labels(parent)
+    else:  # pragma: no cover - guarded by the halving argument
+        raise RuntimeError(f"Boruvka did not converge in {MAX_ROUNDS} rounds")
+    if not chosen:
+        e = np.empty(0, np.int64)
+        return EdgeList(e, e.copy(), np.empty(0, np.float64))
+    return EdgeList.concat(chosen).sorted()

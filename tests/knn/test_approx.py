@@ -34,7 +34,7 @@ def run_approx(client, x, partition_rows, overlap=2, seed=0, chunk=3000):
     with config.use_seed(seed):
         sample = x.astype(np.float64)[::3] - mean
         plan = approx.plan_partitions(sample, len(x), partition_rows, overlap, config.seed_sequence("knn", 0))
-        nbr, sqd = approx.approximate_knn(blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))
+        nbr, sqd = approx.approximate_knn(client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))
     return plan, *client.gather(client.compute([nbr, sqd]))
 
 
@@ -184,7 +184,7 @@ def test_rows_of_a_partition_smaller_than_k_get_an_exact_search(dask_client):
     approx.warm_workers(dask_client)
     cells = np.stack([x[:3000].mean(0), x[3000:].mean(0)]).astype(np.float64) - mean
     plan = approx.PartitionPlan(cells, 1, np.array([3000.0, 10.0]))
-    nbr, sqd = dask_client.persist(list(approx.approximate_knn(blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))))
+    nbr, sqd = dask_client.persist(list(approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))))
     assert np.isinf(np.asarray(sqd)[3000:, -1]).all()  # the 10-row cell cannot give 25 neighbours
     nbr, sqd = _complete_short_rows(dask_client, blocks, nbr, sqd, 25)
     want_d = brute_knn(x, 25)[1][3000:]

@@ -14,7 +14,7 @@ from scipy.spatial.distance import cdist
 import distdataeval as dde
 from distdataeval.mst import _kernels as K
 from distdataeval.mst.bridge import dataeval_component_positions
-from distdataeval.mst.reduce import EdgeList, knn_block_to_edges, knn_to_forest, minimum_spanning_forest
+from distdataeval.mst.reduce import EdgeList, knn_forest
 from tests.conftest import mixture
 from tests.knn.test_exact import brute_knn
 
@@ -27,29 +27,93 @@ def scipy_forest_weight(nbr: np.ndarray, dist: np.ndarray) -> float:
     return float(minimum_spanning_tree(g).sum())
 
 
+def knn_block_to_edges(neighbors: np.ndarray, distances: np.ndarray, row_offset: int = 0) -> EdgeList:
+    """Oracle: every edge (i, neighbors[i, j]) of a k-NN graph, padding dropped."""
+    m, k = neighbors.shape
+    rows = np.repeat(np.arange(row_offset, row_offset + m, dtype=np.int64), k)
+    cols = neighbors.reshape(-1).astype(np.int64)
+    w = distances.reshape(-1).astype(np.float32).astype(np.float64)
+    ok = (cols >= 0) & (cols != np.iinfo(np.int64).max) & np.isfinite(w)
+    rows, cols, w = rows[ok], cols[ok], w[ok]
+    return EdgeList(np.minimum(rows, cols), np.maximum(rows, cols), w)
+
+
+def kruskal(edges: EdgeList) -> EdgeList:
+    """Oracle: Kruskal over all edges in (weight, low, high) order (plain Python union-find)."""
+    order = sorted(range(len(edges)), key=lambda t: (edges.weight[t], edges.low[t], edges.high[t]))
+    parent: dict = {}
+
+    def root(a):
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+
+    keep = []
+    for t in order:
+        ra, rb = root(int(edges.low[t])), root(int(edges.high[t]))
+        if ra != rb:
+            parent[rb] = ra
+            keep.append(t)
+    keep = np.array(keep, dtype=np.int64)
+    return EdgeList(edges.low[keep], edges.high[keep], edges.weight[keep])
+
+
+def _forest(client, nbr, dist, chunk):
+    k = nbr.shape[1]
+    return knn_forest(client, da.from_array(nbr, chunks=(chunk, k)), da.from_array(dist, chunks=(chunk, k)))
+
+
+def _assert_same_edges(a: EdgeList, b: EdgeList):
+    np.testing.assert_array_equal(a.low, b.low)
+    np.testing.assert_array_equal(a.high, b.high)
+    np.testing.assert_array_equal(a.weight, b.weight)
+
+
 @pytest.mark.parametrize("chunk", [50, 128, 1000])
-def test_block_reduced_forest_equals_scipy(chunk, dask_client):
+def test_boruvka_forest_equals_kruskal_and_scipy(chunk, dask_client):
     x, _ = mixture(600, d=6, n_centers=3, spread=2.0, seed=4)
     nbr, dist = brute_knn(x, 10)
     dist = dist.astype(np.float32)
-    forest = dask_client.compute(
-        knn_to_forest(da.from_array(nbr, chunks=(chunk, 10)), da.from_array(dist, chunks=(chunk, 10)))
-    ).result()
+    forest = _forest(dask_client, nbr, dist, chunk)
     ncomp = connected_components(coo_matrix((np.ones(nbr.size), (np.repeat(np.arange(600), 10), nbr.ravel())), shape=(600, 600)), directed=False)[0]
     assert len(forest) == 600 - ncomp
     assert np.isclose(forest.weight.sum(), scipy_forest_weight(nbr, dist), rtol=1e-9)
-    # the same forest, edge for edge, whatever the blocking
-    whole = minimum_spanning_forest(knn_block_to_edges(nbr, dist, 0))
-    np.testing.assert_array_equal(forest.low, whole.low)
-    np.testing.assert_array_equal(forest.high, whole.high)
+    # edge for edge the forest of Kruskal over all n k edges, whatever the blocking, sorted
+    _assert_same_edges(forest, kruskal(knn_block_to_edges(nbr, dist)))
+
+
+def test_boruvka_ties_padding_and_components(dask_client):
+    """Integer grid (every distance tied many times), duplicate points, rows with padding, and
+    a graph in several components: the unique forest of the (weight, low, high) order."""
+    rng = np.random.default_rng(7)
+    grid = np.stack(np.meshgrid(np.arange(12), np.arange(12)), -1).reshape(-1, 2).astype(np.float64)
+    far = grid[:30] + 100.0  # a second component
+    x = np.concatenate([grid, grid[:20], far])  # 20 exact duplicates
+    x = x[rng.permutation(x.shape[0])]
+    nbr, dist = brute_knn(x, 6)
+    dist = dist.astype(np.float32)
+    nbr[5, 3:] = -1  # padding, as a short approx row has
+    dist[5, 3:] = np.inf
+    nbr[9, 4:] = np.iinfo(np.int64).max
+    dist[9, 4:] = np.inf
+    ref = kruskal(knn_block_to_edges(nbr, dist))
+    for chunk in (17, 64, x.shape[0]):
+        _assert_same_edges(_forest(dask_client, nbr, dist, chunk), ref)
+
+
+def test_boruvka_edgeless_graph(dask_client):
+    nbr = np.full((8, 3), -1, dtype=np.int64)
+    dist = np.full((8, 3), np.inf, dtype=np.float32)
+    assert len(_forest(dask_client, nbr, dist, 4)) == 0
 
 
 def test_forest_sorted_and_canonical():
     e = EdgeList(np.array([3, 0, 1, 0]), np.array([4, 1, 2, 2]), np.array([1.0, 1.0, 0.5, 1.0]))
-    f = minimum_spanning_forest(e)
+    f = kruskal(e)
     # (0.5, 1, 2) first; ties at 1.0 by (low, high): (0,1) taken, (0,2) closes a cycle, (3,4) taken
     np.testing.assert_array_equal(f.low, [1, 0, 3])
     np.testing.assert_array_equal(f.high, [2, 1, 4])
+    np.testing.assert_array_equal(K.canonical_order(e.weight, e.low, e.high), [2, 1, 3, 0])
 
 
 @settings(max_examples=60, deadline=None)
