@@ -75,7 +75,8 @@ def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarr
 
 
 def plan_partitions(
-    sample: np.ndarray, n: int, partition_rows: int, overlap: int, seed_seq, border: float | None = None
+    sample: np.ndarray, n: int, partition_rows: int, overlap: int, seed_seq, border: float | None = None,
+    cap: float | None = None,
 ) -> PartitionPlan:
     """Fit partition centroids on a sample (float64, centred) of an n-row dataset.
 
@@ -95,7 +96,7 @@ def plan_partitions(
     km = KMeans(n_clusters=n_parts, n_init=1, random_state=int(rng.integers(2**31 - 1)))
     centroids = km.fit(sample).cluster_centers_
     m = min(overlap, centroids.shape[0])
-    cap = 1.5 * partition_rows
+    cap = 1.5 * partition_rows if cap is None else cap
     for _ in range(8):
         assign = _destinations(sample, centroids, m, border)
         sizes = np.bincount(assign[assign >= 0], minlength=centroids.shape[0]) * (n / s)
