@@ -244,6 +244,15 @@ def row_distance(x, i, j):
 
 
 @njit(cache=True)
+def row_distances(x, a, b):
+    """Euclidean distances of row pairs (a[j], b[j]) of ``x`` in float64, as :func:`row_distance`."""
+    out = np.empty(a.shape[0], np.float64)
+    for j in range(a.shape[0]):
+        out[j] = _dist(x, a[j], b[j])
+    return out
+
+
+@njit(cache=True)
 def closest_pair_profile(x, o_rows, o_lev, i_rows, i_lev, l_top, floor):
     """Single-link distance between two growing point sets at every level 0..l_top (spec §8.3).
 

@@ -59,6 +59,8 @@ import numpy as np
 
 from distdataeval.errors import InvalidInputError, InvalidParameterError
 from distdataeval.evaluators import _clusterer_kernels as K
+from distdataeval.evaluators import _merge_profile_kernels as P
+from distdataeval.evaluators import _range_nn_kernels as R
 
 __all__ = ["Clusterer"]
 
@@ -68,6 +70,14 @@ KNN_METHODS = ("auto", "exact", "approx")
 AMBIGUOUS_BAND = 1e-6
 # query rows per radius-search batch (rows x d float64 go to every worker)
 RADIUS_BATCH = 4096
+# points per leaf bucket of the bounding-box tree of the merge-profile queries
+PROFILE_BUCKET = 16
+# a merge profile is first scanned pairwise, up to this many pairs per point of the smaller side
+PROFILE_SCAN_FACTOR = 4096
+# past the scan, sides within this size ratio are merged level by level with range queries
+PROFILE_BALANCE = 4
+# profile levels computed per kernel call (float64 each)
+PROFILE_BATCH = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -374,8 +384,14 @@ class Clusterer:
         t = np.flatnonzero(st.inner >= 0)
         return t[np.lexsort((t, st.level[t]))]
 
-    def _merge_statistics(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(merge_stat float32, intra_max float32) per entry (spec §8.3-8.4)."""
+    def _merge_statistics(self, entries: np.ndarray, exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(merge_stat float32, intra_max float32) per entry (spec §8.3-8.4).
+
+        Mean profiles come from range nearest-neighbour queries in leaf order
+        (``_merge_profile_kernels``); ``exhaustive=True`` runs the incremental pairwise scan
+        (``_clusterer_kernels.merge_profile``) instead, which gives identical values (kept as
+        the reference; it costs O(|A| x |B|) per merge).
+        """
         st = self._st
         n = self._n
         left, right, _ = self._tree()
@@ -390,17 +406,24 @@ class Clusterer:
         pair_pts[st.cid[pairs], 0] = right[pairs]
         pair_pts[st.cid[pairs], 1] = left[pairs]
 
-        # the two sides of every mean merge: points with the level they join their cid's state.
-        # First mark the rows every profile needs (one gather), then compute profiles one by one.
+        # the two sides of every mean merge are two linkage nodes' leaf sets (their states at
+        # l_top), i.e. leaf-order ranges: mark them, plus the pairs and edges, for one gather
         mean_t = np.ascontiguousarray(entries[use_mean])
-        l_tops = np.minimum(st.level[mean_t], st.max_level) - 1
-        outer_child, inner_child = self._children(mean_t)
+        l_tops = np.ascontiguousarray(np.minimum(st.level[mean_t], st.max_level) - 1)
+        outer_child, inner_child = (np.ascontiguousarray(c) for c in self._children(mean_t))
+        start = R.leaf_starts(left, right, st.size, n)
+        cover = np.zeros(n + 1, np.int64)
+        P.mark_mean_sides(mean_t, l_tops, outer_child, inner_child, st.level, st.chain_order, st.chain_start,
+                          st.cid, start, st.size, n, cover)
+        covered = np.cumsum(cover[:n]) > 0  # by leaf-order position
+        order = np.empty(n, np.int64)
+        order[start[:n]] = np.arange(n)
         need = np.zeros(n, np.bool_)
+        need[order[covered]] = True
         need[pair_pts[st.cid[entries]].ravel()] = True
         need[pair_pts[st.inner[entries]].ravel()] = True
         need[mst_src[mean_t]] = True
         need[mst_dst[mean_t]] = True
-        K.mark_lineages(outer_child, inner_child, l_tops, n, left, right, st.cid, st.level, st.size, need)
         ids = np.flatnonzero(need)
         rows = self._rows(ids)
         row_pos = np.full(n, -1, np.int64)
@@ -414,11 +437,45 @@ class Clusterer:
             for i in (0, 1) for j in (0, 1)
         ])
         stat = d4.min(axis=0).astype(np.float32)
-        buf = np.empty((6, n), np.int64)
-        for pos, t, oc, ic, l_top in zip(np.flatnonzero(use_mean), mean_t, outer_child, inner_child, l_tops):
-            floor = K.row_distance(rows, row_pos[mst_src[t]], row_pos[mst_dst[t]])
-            prof = K.merge_profile(oc, ic, l_top, n, left, right, st.cid, st.level, rows, row_pos, floor, buf)
-            stat[pos] = np.mean(prof.astype(np.float32))
+        if mean_t.size == 0:
+            return stat, intra_max
+        floors = K.row_distances(rows, row_pos[mst_src[mean_t]], row_pos[mst_dst[mean_t]])
+        mean_pos = np.flatnonzero(use_mean)
+        if exhaustive:
+            buf = np.empty((6, n), np.int64)
+            for pos, oc, ic, l_top, floor in zip(mean_pos, outer_child, inner_child, l_tops, floors):
+                prof = K.merge_profile(oc, ic, l_top, n, left, right, st.cid, st.level, rows, row_pos, floor, buf)
+                stat[pos] = np.mean(prof.astype(np.float32))
+            return stat, intra_max
+
+        # the mean sides' points, indexed by leaf-order position, in a k-d tree
+        tree_pts = order[covered]
+        cnt = np.zeros(n + 1, np.int64)
+        np.cumsum(covered, out=cnt[1:])
+        tree_pos = np.where(covered[start[:n]], cnt[start[:n]], -1)  # point -> position among tree rows
+        kd_rows, xk, box_lo, box_hi, level_pos, n_leaves = R.build_tree(
+            rows[row_pos[tree_pts]], np.arange(tree_pts.size, dtype=np.int32), PROFILE_BUCKET)
+        del rows
+        kpos = kd_rows  # the tree's rows were given in position order
+        krow = np.empty_like(kpos)
+        krow[kpos] = np.arange(kpos.size)
+        src_pos = np.ascontiguousarray(tree_pos[mst_src[mean_t]])
+        dst_pos = np.ascontiguousarray(tree_pos[mst_dst[mean_t]])
+        lengths = l_tops + 1
+        j = 0
+        while j < mean_t.size:  # batches of at most PROFILE_BATCH levels
+            stop = max(j + 1, int(np.searchsorted(np.cumsum(lengths[j:]), PROFILE_BATCH, side="right")) + j)
+            offsets = np.zeros(stop - j + 1, np.int64)
+            np.cumsum(lengths[j:stop], out=offsets[1:])
+            out = np.empty(int(offsets[-1]), np.float64)
+            sl = slice(j, stop)
+            P.mean_profiles(mean_t[sl], l_tops[sl], outer_child[sl], inner_child[sl], st.level, st.cid,
+                            st.chain_order, st.chain_start, start, st.size, cnt, n, src_pos[sl], dst_pos[sl],
+                            floors[sl], xk, kpos, krow, level_pos, box_lo, box_hi, n_leaves,
+                            PROFILE_BUCKET, PROFILE_SCAN_FACTOR, PROFILE_BALANCE, offsets, out)
+            for k, pos in enumerate(mean_pos[sl]):
+                stat[pos] = np.mean(out[offsets[k] : offsets[k + 1]].astype(np.float32))
+            j = stop
         return stat, intra_max
 
     def _children(self, merges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
