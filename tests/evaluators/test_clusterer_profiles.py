@@ -140,14 +140,14 @@ def test_profiles_equal_the_pairwise_scan(dask_client, monkeypatch, d, n, dup):
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
 
-def test_float64_input_and_approx_tree(dask_client, monkeypatch):
+def test_float64_input(dask_client, monkeypatch):
     x = _mixture(1500, 5, seed=11).astype(np.float64)
-    for knn in ("exact", "approx"):
-        c = Clusterer(x, knn=knn, client=dask_client)
-        ref, _ = _stats(c, "exhaustive", monkeypatch)
-        for strategy in (None, "level_nn", "per_point"):
-            got, _ = _stats(c, strategy, monkeypatch)
-            assert np.array_equal(got.view(np.int32), ref.view(np.int32)), (knn, strategy)
+    c = Clusterer(x, knn="exact", client=dask_client)
+    ref, n_mean = _stats(c, "exhaustive", monkeypatch)
+    assert n_mean > 40
+    for strategy in (None, "level_nn", "per_point"):
+        got, _ = _stats(c, strategy, monkeypatch)
+        assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
 
 def test_last_good_merge_levels_identical_on_20k_rows(dask_client, monkeypatch):
