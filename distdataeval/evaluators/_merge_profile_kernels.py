@@ -15,7 +15,9 @@ Every merge takes the first of three exact strategies that applies:
    _profile_sorted`` runs it (levels in order, each arriving point against the other side as it
    stands, triangle-inequality pruning, stop at the first level <= the merge's own edge length
    ``floor``), given up once it has looked at ``scan_factor`` pairs per point of the smaller
-   side (plus ``SCAN_BASE``). Most merges stop early and finish here.
+   side plus ``scan_base``. The Clusterer's defaults (0, 0) only let it finish merges whose
+   level-0 pairs already reach ``floor``: on a 100k-row mixture any larger budget was slower
+   overall (the capped scans of merges that do not stop early are wasted).
 2. **Level scan with queries** (:func:`_level_nn_profile`), for sides within a size ratio of
    ``balance``: the same scan, each arriving point's pass over the other side replaced by one
    range nearest-neighbour query bounded by the profile so far (the tightest bound). O(|A| + |B|)
@@ -42,8 +44,6 @@ from numba import njit
 
 from distdataeval.evaluators._clusterer_kernels import _dist
 from distdataeval.evaluators._range_nn_kernels import STACK, _dist_below, range_nn
-
-SCAN_BASE = 20_000  # pairs every merge may scan before the range queries take over
 
 
 @njit(cache=True)
@@ -234,7 +234,7 @@ def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, st
 @njit(cache=True)
 def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
                   size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
-                  n_leaves, bucket, scan_factor, balance, offsets, out):
+                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out):
     """Profiles of the mean-aggregated merges ``mean_t``, written to ``out[offsets[j]:offsets[j+1]]``
     (length l_tops[j] + 1), equal to ``_profile_sorted`` of each merge's two sides (module doc).
 
@@ -259,9 +259,9 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
         :func:`~._range_nn_kernels.build_tree` of the rows (``cnt`` positions).
     kpos, krow : int64 (m,)
         Position of each tree row, tree row of each position.
-    scan_factor : int
+    scan_factor, scan_base : int
         A merge first tries the pairwise scan with a budget of ``scan_factor`` pairs per point of
-        its smaller side (plus a constant); past it, the range queries take over.
+        its smaller side plus ``scan_base``; past it, the range queries take over.
     balance : int
         Sides within this size ratio are scanned level by level with one range query per point
         of either side (the tightest bound); more unbalanced ones query per point of the smaller
@@ -303,7 +303,7 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
             ev = _entry_of(v, a0, a_top, chain_order, level, start, size, cnt, n)
         small = min(size[chain_order[a_top]], size[chain_order[b_top]])
         if _scan_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, start, size, cnt, n, krow, xk,
-                         rows_a, rows_b, ra, rb, scan_factor * small + SCAN_BASE, prof):
+                         rows_a, rows_b, ra, rb, scan_factor * small + scan_base, prof):
             n_scanned += 1
             continue
         prof[:] = np.inf

@@ -11,10 +11,12 @@ matrix is replaced as follows:
   merge are nested growing point sets. The merge statistic needs the whole profile only when it
   is a mean (the merge is an out2 event, or out1 on a large cluster); otherwise it is the max,
   which is the level-0 value (sets only grow, so the profile never increases): the closest of
-  4 point pairs. A mean profile is computed incrementally (each arriving point against the other
-  side as it stands, pruned by the triangle inequality) and stops as soon as it reaches the
-  merge's own MST edge length, the exact lower bound. Only the rows of the points involved are
-  gathered to the driver.
+  4 point pairs. A mean profile is defined incrementally (each arriving point against the other
+  side as it stands; it stops as soon as it reaches the merge's own MST edge length, the exact
+  lower bound). Each side's state at a level is one linkage node, i.e. a contiguous range of the
+  dendrogram's leaf order, so the profile is computed from range-restricted nearest-neighbour
+  queries on one k-d tree over the involved points (``_merge_profile_kernels``): one query per
+  point of the smaller side (or of both sides when they are of similar size). Only the rows of the points involved are gathered to the driver.
 * **Duplicate pairs (spec §8.7).** "Exact" pairs (D <= tau/100) are joined transitively, so their
   groups are the components of the MST edges <= tau/100 (the cut property). "Near" pairs
   (tau/100 < D <= tau) come from the k-NN graph: a row whose k-th neighbour is farther than tau
@@ -28,10 +30,15 @@ matrix is replaced as follows:
 
 Cost: the bookkeeping is O(n) on the driver (a few int64/float64 arrays of n - 1 merges; 0.61.0's
 per-level copies are never materialised, a run of copies is handled in O(1)). A max-aggregated
-merge costs 4 distances. A mean-aggregated merge costs at most |A| x |B| distance evaluations
-for its two sides A and B, far fewer in practice (triangle-inequality pruning, early stop at the
-merge edge); its rows are gathered to the driver once for all merges (float32 input stays
-float32), which is at most the n x d input itself on data where most merges are mean-aggregated.
+merge costs 4 distances. A mean-aggregated merge with sides A and B costs a pairwise scan capped
+at ``PROFILE_SCAN_FACTOR`` pairs per point of the smaller side (off by default), then
+O(min(|A|, |B|)) range nearest-neighbour queries (O(|A| + |B|) when the two are within a factor ``PROFILE_BALANCE``):
+since a point is on the smaller side of O(log n) merges, O(n log n) queries in all, where
+0.61.0's definition scanned up to |A| x |B| pairs per merge. The k-d tree (built once, O(n d)
+memory plus (log2(n / 16) + 1) x n int32 sorted positions) and the involved rows live on the
+driver (float32 input stays float32), at most about twice the n x d input. Measured (d = 8,
+``benchmarks/bench_clusterer.py``, loaded 2-core machine): see ``benchmarks/README.md``; the
+target of at most 50% of ``cluster()`` is not reached yet.
 Exact-mode re-bridging adds two exact nearest-other-component searches per Boruvka round.
 
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
@@ -73,7 +80,10 @@ RADIUS_BATCH = 4096
 # points per leaf bucket of the bounding-box tree of the merge-profile queries
 PROFILE_BUCKET = 16
 # a merge profile is first scanned pairwise, up to this many pairs per point of the smaller side
-PROFILE_SCAN_FACTOR = 4096
+# plus PROFILE_SCAN_BASE (0, 0: only merges settled by their level-0 pairs; larger budgets were
+# slower on a 100k mixture, see _merge_profile_kernels)
+PROFILE_SCAN_FACTOR = 0
+PROFILE_SCAN_BASE = 0
 # past the scan, sides within this size ratio are merged level by level with range queries
 PROFILE_BALANCE = 4
 # profile levels computed per kernel call (float64 each)
@@ -472,7 +482,8 @@ class Clusterer:
             P.mean_profiles(mean_t[sl], l_tops[sl], outer_child[sl], inner_child[sl], st.level, st.cid,
                             st.chain_order, st.chain_start, start, st.size, cnt, n, src_pos[sl], dst_pos[sl],
                             floors[sl], xk, kpos, krow, level_pos, box_lo, box_hi, n_leaves,
-                            PROFILE_BUCKET, PROFILE_SCAN_FACTOR, PROFILE_BALANCE, offsets, out)
+                            PROFILE_BUCKET, PROFILE_SCAN_FACTOR, PROFILE_SCAN_BASE, PROFILE_BALANCE, offsets,
+                            out)
             for k, pos in enumerate(mean_pos[sl]):
                 stat[pos] = np.mean(out[offsets[k] : offsets[k + 1]].astype(np.float32))
             j = stop

@@ -120,6 +120,8 @@ def _stats(c: Clusterer, strategy: str | None, monkeypatch) -> tuple[np.ndarray,
         elif strategy == "per_point":  # no scan, never balanced
             mp.setattr(CM, "PROFILE_SCAN_FACTOR", -10**12)
             mp.setattr(CM, "PROFILE_BALANCE", 0)
+        elif strategy == "scan":  # the pairwise scan with an unlimited budget
+            mp.setattr(CM, "PROFILE_SCAN_BASE", 10**15)
         elif strategy == "batches":  # one merge per kernel call
             mp.setattr(CM, "PROFILE_BATCH", 1)
         stat, intra = c._merge_statistics(entries, exhaustive=strategy == "exhaustive")
@@ -135,7 +137,7 @@ def test_profiles_equal_the_pairwise_scan(dask_client, monkeypatch, d, n, dup):
     c = Clusterer(x, knn="exact", client=dask_client)
     ref, n_mean = _stats(c, "exhaustive", monkeypatch)
     assert n_mean > 40  # the test needs many mean-aggregated merges
-    for strategy in (None, "level_nn", "per_point", "batches"):
+    for strategy in (None, "scan", "level_nn", "per_point", "batches"):
         got, _ = _stats(c, strategy, monkeypatch)
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
@@ -145,7 +147,7 @@ def test_float64_input(dask_client, monkeypatch):
     c = Clusterer(x, knn="exact", client=dask_client)
     ref, n_mean = _stats(c, "exhaustive", monkeypatch)
     assert n_mean > 40
-    for strategy in (None, "level_nn", "per_point"):
+    for strategy in (None, "scan", "level_nn", "per_point"):
         got, _ = _stats(c, strategy, monkeypatch)
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
