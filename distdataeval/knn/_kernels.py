@@ -96,7 +96,11 @@ def push_exact(queries, refs, col_offset, self_ids, heap_s, heap_i):
 @njit(cache=True, nogil=True)
 def exact_sqdist_of_candidates(queries, refs, col_offset, heap_i, out):
     """Exact float64 squared distances from each query row to those of its candidate ids that
-    lie in ``refs`` (ids ``col_offset .. col_offset + len(refs) - 1``), written into ``out``."""
+    lie in ``refs`` (ids ``col_offset .. col_offset + len(refs) - 1``), written into ``out``.
+
+    float32 rows are widened element by element (exactly), so passing them gives the same values
+    as passing their float64 copies, with half the memory traffic of the random row reads.
+    """
     m, K = heap_i.shape
     d = queries.shape[1]
     b = refs.shape[0]
@@ -108,7 +112,7 @@ def exact_sqdist_of_candidates(queries, refs, col_offset, heap_i, out):
                 continue
             acc = 0.0
             for t in range(d):
-                diff = queries[r, t] - refs[c, t]
+                diff = np.float64(queries[r, t]) - np.float64(refs[c, t])
                 acc += diff * diff
             out[r, j] = acc
 

@@ -171,7 +171,6 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
     """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
     ids = np.concatenate([p[0] for p in pieces])
     x32 = np.concatenate([p[1] for p in pieces])
-    x64 = x32.astype(np.float64)
     s = ids.shape[0]
     kk = min(k, s - 1)
     nbr_ids = np.full((s, k), K.ID_SENTINEL, dtype=np.int64)
@@ -180,7 +179,7 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
         return ids, nbr_ids, sqd
     with _BUILD_LOCK, limit_threads(1):
         if s <= EXACT_PARTITION_ROWS:
-            local, _ = _brute_force_partition(x64, kk)
+            local, _ = _brute_force_partition(x32.astype(np.float64), kk)
         else:
             from pynndescent import NNDescent
 
@@ -201,7 +200,7 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
             graph = index.neighbor_graph[0].astype(np.int64)
             local = K.drop_self(graph, kk)
     d2 = np.full(local.shape, np.inf)
-    K.exact_sqdist_of_candidates(x64, x64, 0, local, d2)  # local -1 entries are skipped
+    K.exact_sqdist_of_candidates(x32, x32, 0, local, d2)  # widened exactly; local -1 entries skipped
     nbr = np.where(local >= 0, ids[np.maximum(local, 0)], K.ID_SENTINEL)
     d2 = np.where(local >= 0, d2, np.inf)
     nbr_ids[:, :kk], sqd[:, :kk] = K.merge_candidates(nbr, d2, kk)
