@@ -8,10 +8,12 @@
 3. One ``pynndescent.NNDescent`` per partition, built in a worker task (seeded per partition
    from the root seed, one numba thread); tiny partitions are searched exactly instead.
    Neighbour distances are recomputed exactly in float64 from the partition's rows.
-4. Per row block, the candidate lists of a row's partitions are merged: deduplicated by id, the
-   best k kept, ordered by (distance, id).
+4. Per row block, the candidate lists of a row's partitions are folded into running lists as
+   partitions finish: deduplicated by id, the best k kept, ordered by (distance, id).
 
-Everything is a lazy Dask graph; the orchestrator computes it. Self is excluded by index.
+The builds run on the workers as the orchestrator submits them (paced, see
+:func:`approximate_knn`); the result is returned as Dask arrays backed by the workers' futures.
+Self is excluded by index.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import uuid
 from dataclasses import dataclass
 
 import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from distdataeval.knn import _kernels as K
@@ -140,19 +142,19 @@ def _destinations(x: np.ndarray, centroids: np.ndarray, m: int, border: float | 
     return np.where(far, -1, dest)
 
 
-def _route_block(block: PreparedBlock, centroids: np.ndarray, m: int, border: float | None = None) -> list:
-    """Split one block's rows by destination partition: a list (per partition) of (ids, x32).
+def _block_destinations(block: PreparedBlock, centroids: np.ndarray, m: int, border: float | None = None) -> np.ndarray:
+    """The partitions of each row of one block (int32, (rows, m), -1 = none): see ``_destinations``."""
+    return _destinations(block.x64, centroids, m, border).astype(np.int32)
 
-    The float32 rows travel (half the bytes); a partition widens them to float64 for its exact
-    distances, so approx-mode distances are those of the float32 centred rows.
+
+def _partition_rows(block: PreparedBlock, dest: np.ndarray, p: int):
+    """The rows of one block routed to partition ``p``: (global ids, float32 rows).
+
+    The float32 rows travel (half the bytes); the partition widens them element by element for
+    its exact distances, so approx-mode distances are those of the float32 centred rows.
     """
-    dest = _destinations(block.x64, centroids, m, border)
-    ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)
-    out = []
-    for p in range(centroids.shape[0]):
-        rows = np.flatnonzero((dest == p).any(axis=1))
-        out.append((ids[rows], block.x32[rows]))
-    return out
+    rows = np.flatnonzero((dest == p).any(axis=1))
+    return rows.astype(np.int64) + block.offset, block.x32[rows]
 
 
 def _brute_force_partition(x64: np.ndarray, k: int):
@@ -208,89 +210,132 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
 
 
 def _rows_of_block(part, lo: int, hi: int):
+    """The candidate lists of one partition's rows that lie in block ``lo .. hi - 1``."""
     ids, nbr, sqd = part
     sel = (ids >= lo) & (ids < hi)
     return ids[sel], nbr[sel], sqd[sel]
 
 
-def _merge_block(pieces: list, lo: int, hi: int, k: int):
+def _fold_block(acc, pieces: list, lo: int, hi: int, k: int):
+    """Fold partitions' candidate lists of block ``lo .. hi - 1`` into its running best-k lists.
+
+    Per row the pooled lists are deduplicated by id and the k best kept by (squared distance,
+    id); equal ids carry equal distances, so the result does not depend on the order in which
+    partitions are folded.
+    """
+    if acc is not None:
+        pieces = [(np.arange(lo, hi, dtype=np.int64), acc[0], acc[1]), *pieces]
     ids = np.concatenate([p[0] for p in pieces])
     nbr = np.concatenate([p[1] for p in pieces])
     sqd = np.concatenate([p[2] for p in pieces])
     return K.merge_row_candidates(ids - lo, nbr, sqd, hi - lo, k)
 
 
+def _fold_budget(client) -> float:
+    """Bytes of built partitions' lists held before they are folded into the running lists:
+    15% of the workers' summed memory limit (2 GiB where no limit is set)."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    total = float(sum(limits))
+    return 0.15 * total if total > 0 else 2.0 * 2**30
+
+
 def approximate_knn(
     client, blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq, neighbor_factor: float = 1.6,
-    max_candidates: int = 60
+    max_candidates: int = 60, fold_bytes: float | None = None,
 ):
-    """Partitioned approximate k-NN over prepared blocks: routing and builds run now, the
-    per-block merge is returned lazy.
+    """Partitioned approximate k-NN over persisted prepared blocks, run on ``client``.
 
-    Builds are paced from the driver: at most one per worker is in flight, largest expected
-    partition first, and each new one goes to the worker that just finished. Handing the scheduler
-    all builds at once placed them by where their rows lay and never rebalanced them: measured at
-    1M rows (20 builds, 2 workers), one worker sat idle for 32 s of a 86 s stage.
+    1. Each block's row destinations (its ``overlap`` nearest partitions) are computed once and
+       kept on the workers (a few bytes per row).
+    2. Builds are paced from the driver: at most one per worker in flight, largest expected
+       partition first, each new one going to the worker that just finished. A partition's rows
+       are gathered from the blocks just before its build (the next partition's gathering is
+       queued behind the running build), so only the partitions in flight hold a copy of
+       their rows. Handing the scheduler all builds at once placed them by where their rows lay
+       and never rebalanced them: measured at 1M rows (20 builds, 2 workers), one worker sat
+       idle for 32 s of a 86 s stage; routing every row up front held a second copy of the data
+       (``overlap`` x the float32 rows: 5 GB at 10M x 64) for the whole stage.
+    3. Built partitions' lists are folded per block into running best-k lists whenever those
+       held exceed ``fold_bytes`` (default: 15% of the workers' memory limit) and at the end,
+       then released: the stage never holds all partitions' lists (``overlap`` x the graph) at
+       once. Folding is order-independent, so the output does not depend on build timing.
 
     Returns
     -------
     neighbors : dask array of int64, shape (n, k)
     sqdist : dask array of float64, shape (n, k)
-        Exact squared distances of the neighbours found.
+        Exact squared distances of the neighbours found (persisted blocks' futures behind them).
     """
-    from distributed import as_completed
+    from distributed import as_completed, futures_of
 
-    offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]]).astype(int)
+    offsets = [int(o) for o in np.concatenate([[0], np.cumsum(row_chunks)[:-1]])]
+    ends = [o + int(m) for o, m in zip(offsets, row_chunks)]
     token = dask.base.tokenize(
         blocks, k, plan.centroids, plan.overlap, plan.border, seed_seq.entropy, seed_seq.spawn_key, neighbor_factor, max_candidates
     )
-    # routing is one low-level layer: B blocks x P partitions pieces make an all-to-all exchange,
-    # and building it from Delayed calls re-optimises the arguments' graphs at every call
-    # (quadratic in B x P: minutes of driver time at 10M rows)
-    main = f"knn-approx-{token}"
-    route, piece, part, take, merge = (f"{main}-{s}" for s in ("route", "piece", "partition", "take", "merge"))
+    # keys unique to the call: the same input run twice in a row would otherwise submit keys the
+    # scheduler is still releasing from the first run (measured: the second run's builds never
+    # started); the output does not depend on the keys
+    main = f"knn-approx-{token}-{uuid.uuid4().hex[:8]}"
     seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
-    cent = f"{main}-centroids"
-    dsk: dict = {cent: plan.centroids}
-    P, B = plan.n_partitions, len(blocks)
-    for i, b in enumerate(blocks):
-        dsk[(route, i)] = (_route_block, b.key, cent, plan.overlap, plan.border)
-        for p in range(P):
-            dsk[(piece, i, p)] = (operator.getitem, (route, i), p)
-    graph = HighLevelGraph.from_collections(main, dsk, dependencies=list(blocks))
-    piece_keys = [(piece, i, p) for p in range(P) for i in range(B)]
-    pieces = client.get(graph, piece_keys, sync=False)
-    by_part = [pieces[p * B : (p + 1) * B] for p in range(P)]
+    B = len(blocks)
+    block_futs = [futures_of(b)[0] for b in client.persist(list(blocks))]
+    [cent] = client.scatter([plan.centroids], broadcast=True, hash=False)
+    dest = client.map(_block_destinations, block_futs, centroids=cent, m=plan.overlap, border=plan.border,
+                      key=[f"{main}-dest-{i}" for i in range(B)])
+    if fold_bytes is None:
+        fold_bytes = _fold_budget(client)
+    row_bytes = 8 + 16 * k  # id, int64 neighbour ids and float64 squared distances
+
+    def gather(p):
+        return client.map(_partition_rows, block_futs, dest, [p] * B, key=[f"{main}-rows-{p}-{i}" for i in range(B)])
+
+    def submit(p, rows):
+        return client.submit(_build_partition, rows, k, seeds[p], neighbor_factor, max_candidates,
+                             key=f"{main}-partition-{p}", pure=False)
 
     slots = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     queue = [int(p) for p in np.argsort(-plan.expected_sizes, kind="stable")]
-    built: dict = {}
-
-    def submit(p):
-        return client.submit(_build_partition, by_part[p], k, seeds[p], neighbor_factor, max_candidates,
-                             key=f"{part}-{p}", pure=False)
-
-    running = as_completed([submit(p) for p in queue[:slots]])
+    gathered = {p: gather(p) for p in queue[: 2 * slots]}
+    running = as_completed([submit(p, gathered.pop(p)) for p in queue[:slots]])
     queue = queue[slots:]
+    acc: list = [None] * B
+    pending: list = []
+    held = 0.0
+    n_folds = 0
+
+    def fold(batch):
+        nonlocal acc, n_folds
+        takes = [client.map(_rows_of_block, [fut] * B, offsets, ends, key=[f"{main}-take-{p}-{i}" for i in range(B)])
+                 for p, fut in batch]
+        per_block = [[t[i] for t in takes] for i in range(B)]
+        acc = client.map(_fold_block, acc, per_block, offsets, ends, k=k,
+                         key=[f"{main}-fold{n_folds}-{i}" for i in range(B)])
+        n_folds += 1
+
     for fut in running:
-        built[int(fut.key.rsplit("-", 1)[1])] = fut
         if fut.status == "error":
             fut.result()  # raise the build's error here
+        p = int(fut.key.rsplit("-", 1)[1])
+        pending.append((p, fut))
+        held += plan.expected_sizes[p] * row_bytes
         if queue:
-            running.add(submit(queue.pop(0)))
-    del pieces, by_part
+            nxt = queue.pop(0)
+            running.add(submit(nxt, gathered.pop(nxt) if nxt in gathered else gather(nxt)))
+            for q in queue[:slots]:
+                if q not in gathered:
+                    gathered[q] = gather(q)
+        if held >= fold_bytes:
+            fold(pending)
+            pending, held = [], 0.0
+    if pending:
+        fold(pending)
+    del pending, running
 
-    dsk = {}
-    for i, (o, m) in enumerate(zip(offsets, row_chunks)):
-        for p in range(P):
-            dsk[(take, i, p)] = (_rows_of_block, built[p], int(o), int(o + m))
-        dsk[(merge, i)] = (_merge_block, [(take, i, p) for p in range(P)], int(o), int(o + m), k)
-    graph = HighLevelGraph.from_collections(merge, dsk, dependencies=[])
-    anchor = Delayed((merge, 0), graph, layer=merge)
     out = []
     for j, (name, dtype) in enumerate(((f"{main}-neighbors", np.int64), (f"{main}-sqdist", np.float64))):
-        layer = {(name, i, 0): (operator.getitem, (merge, i), j) for i in range(B)}
-        out.append(da.Array(HighLevelGraph.from_collections(name, layer, dependencies=[anchor]), name, (row_chunks, (k,)), dtype=dtype))
+        layer = {(name, i, 0): (operator.getitem, acc[i], j) for i in range(B)}
+        out.append(da.Array(HighLevelGraph.from_collections(name, layer, dependencies=[]), name, (tuple(row_chunks), (k,)), dtype=dtype))
     return out[0], out[1]
 
 

@@ -26,7 +26,7 @@ def data():
     return x, labels, brute_knn(x, 25)
 
 
-def run_approx(client, x, partition_rows, overlap=2, seed=0, chunk=3000):
+def run_approx(client, x, partition_rows, overlap=2, seed=0, chunk=3000, fold_bytes=None):
     xd = da.from_array(x, chunks=(chunk, x.shape[1]))
     mean = x.astype(np.float64).mean(axis=0)
     blocks = client.persist(prepare_blocks(xd, mean))
@@ -34,7 +34,9 @@ def run_approx(client, x, partition_rows, overlap=2, seed=0, chunk=3000):
     with config.use_seed(seed):
         sample = x.astype(np.float64)[::3] - mean
         plan = approx.plan_partitions(sample, len(x), partition_rows, overlap, config.seed_sequence("knn", 0))
-        nbr, sqd = approx.approximate_knn(client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))
+        nbr, sqd = approx.approximate_knn(
+            client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1), fold_bytes=fold_bytes
+        )
     return plan, *client.gather(client.compute([nbr, sqd]))
 
 
@@ -76,6 +78,34 @@ def test_deterministic_for_a_seed(data, dask_client):
     _, a, _ = run_approx(dask_client, x, partition_rows=3000, seed=3)
     _, b, _ = run_approx(dask_client, x, partition_rows=3000, seed=3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_folding_after_every_partition_equals_one_final_merge(data, dask_client):
+    """Partitions' lists folded into the running lists one by one (fold budget 0) or all at the
+    end give the same graph, and both equal every partition built here in-process (brute-force
+    partitions) with each row's candidates pooled in plain Python."""
+    x = data[0][:6000]
+    plan, na, sa = run_approx(dask_client, x, partition_rows=1000, chunk=1000, fold_bytes=0.0)
+    plan_b, nb, sb = run_approx(dask_client, x, partition_rows=1000, chunk=1000, fold_bytes=np.inf)
+    np.testing.assert_array_equal(plan.centroids, plan_b.centroids)
+    np.testing.assert_array_equal(na, nb)
+    np.testing.assert_array_equal(sa, sb)
+    assert plan.n_partitions >= 6 and plan.expected_sizes.max() < approx.EXACT_PARTITION_ROWS
+    mean = x.astype(np.float64).mean(axis=0)
+    x32 = (x.astype(np.float64) - mean).astype(np.float32)
+    dest = approx._destinations(x32.astype(np.float64), plan.centroids, plan.overlap, plan.border)
+    with config.use_seed(0):
+        seeds = [int(c.generate_state(1)[0]) for c in config.seed_sequence("knn", 1).spawn(plan.n_partitions)]
+    pools = [dict() for _ in range(len(x))]
+    for p in range(plan.n_partitions):
+        rows = np.flatnonzero((dest == p).any(axis=1))
+        ids, nbr, sqd = approx._build_partition([(rows, x32[rows])], 25, seeds[p])
+        for r, ns, ds in zip(ids, nbr, sqd):
+            pools[r].update((int(a), float(b)) for a, b in zip(ns, ds) if np.isfinite(b))
+    for r in range(len(x)):
+        best = sorted(pools[r].items(), key=lambda t: (t[1], t[0]))[:25]
+        assert na[r].tolist() == [a for a, _ in best]
+        assert sa[r].tolist() == [b for _, b in best]
 
 
 def test_thousands_of_identical_vectors(dask_client):
