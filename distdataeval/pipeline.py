@@ -20,7 +20,7 @@ import numpy as np
 from distdataeval import config
 from distdataeval.io.sink import ResultStore, temporary_store
 from distdataeval.io.source import Source, check_scan, scan_source
-from distdataeval.knn.approx import approximate_knn, merge_graphs, plan_partitions, warm_workers
+from distdataeval.knn.approx import approximate_knn, plan_partitions, warm_workers
 from distdataeval.knn import exact as knn_exact
 from distdataeval.knn._kernels import ID_SENTINEL
 from distdataeval.mst import _kernels as mst_kernels
@@ -300,8 +300,9 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         strong = plan_partitions(
             sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border
         )
-        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60)
-        nbr, sqd = client.persist(list(merge_graphs((nbr, sqd), more, k)))
+        # its candidates fold straight into the first graph (no second graph held beside it)
+        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60, init=(nbr, sqd))
+        nbr, sqd = client.persist(list(more))
         first = recall
         recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k)
         log.info(

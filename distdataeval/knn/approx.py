@@ -231,6 +231,10 @@ def _fold_block(acc, pieces: list, lo: int, hi: int, k: int):
     return K.merge_row_candidates(ids - lo, nbr, sqd, hi - lo, k)
 
 
+def _pair(a, b):
+    return a, b
+
+
 def _fold_budget(client) -> float:
     """Bytes of built partitions' lists held before they are folded into the running lists:
     15% of the workers' summed memory limit (2 GiB where no limit is set)."""
@@ -241,7 +245,7 @@ def _fold_budget(client) -> float:
 
 def approximate_knn(
     client, blocks: list, row_chunks: tuple, k: int, plan: PartitionPlan, seed_seq, neighbor_factor: float = 1.6,
-    max_candidates: int = 60, fold_bytes: float | None = None,
+    max_candidates: int = 60, fold_bytes: float | None = None, init: tuple | None = None,
 ):
     """Partitioned approximate k-NN over persisted prepared blocks, run on ``client``.
 
@@ -259,6 +263,11 @@ def approximate_knn(
        held exceed ``fold_bytes`` (default: 15% of the workers' memory limit) and at the end,
        then released: the stage never holds all partitions' lists (``overlap`` x the graph) at
        once. Folding is order-independent, so the output does not depend on build timing.
+
+    ``init``, a (neighbors, sqdist) pair of persisted Dask arrays with the same row chunks, seeds
+    the running lists: a second search pass folds its candidates straight into the first pass's
+    graph (the best k of the union, deduplicated by id) instead of building a second graph and
+    merging the two, which held three graphs at once.
 
     Returns
     -------
@@ -299,7 +308,11 @@ def approximate_knn(
     gathered = {p: gather(p) for p in queue[: 2 * slots]}
     running = as_completed([submit(p, gathered.pop(p)) for p in queue[:slots]])
     queue = queue[slots:]
-    acc: list = [None] * B
+    if init is None:
+        acc: list = [None] * B
+    else:
+        pair = dask.delayed(_pair, pure=True)
+        acc = client.compute([pair(a, b) for a, b in zip(init[0].to_delayed().ravel(), init[1].to_delayed().ravel())])
     pending: list = []
     held = 0.0
     n_folds = 0
@@ -363,31 +376,3 @@ def warm_workers(client) -> int:
         client.run(_warm_pynndescent, workers=workers)
         _warmed.update((client.id, w) for w in workers)
     return len(workers)
-
-
-def _merge_two_graphs(n1, d1, n2, d2, k: int):
-    ids = np.concatenate([n1, n2], axis=1)
-    sq = np.concatenate([d1, d2], axis=1)
-    order = np.argsort(ids, axis=1, kind="stable")
-    ids = np.take_along_axis(ids, order, axis=1)
-    sq = np.take_along_axis(sq, order, axis=1)
-    dup = np.zeros(ids.shape, dtype=bool)
-    dup[:, 1:] = ids[:, 1:] == ids[:, :-1]
-    sq = np.where(dup, np.inf, sq)
-    out_i, out_d = K.merge_candidates(ids, sq, k)
-    return np.where(np.isinf(out_d), K.ID_SENTINEL, out_i), out_d
-
-
-def merge_graphs(first: tuple, second: tuple, k: int):
-    """Per row, the best k of the union of two candidate graphs (deduplicated by id, ordered by
-    (distance, id)). Lazy; both are (neighbors, sqdist) Dask arrays with the same row chunks."""
-    (n1, d1), (n2, d2) = first, second
-    merge = dask.delayed(_merge_two_graphs, pure=True, nout=2)
-    parts = [
-        merge(a, b, c, e, k)
-        for a, b, c, e in zip(*(x.rechunk({1: -1}).to_delayed().ravel() for x in (n1, d1, n2, d2)))
-    ]
-    rows = n1.chunks[0]
-    nbr = da.concatenate([da.from_delayed(p[0], shape=(m, k), dtype=np.int64) for p, m in zip(parts, rows)])
-    sqd = da.concatenate([da.from_delayed(p[1], shape=(m, k), dtype=np.float64) for p, m in zip(parts, rows)])
-    return nbr, sqd

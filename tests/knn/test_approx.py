@@ -158,26 +158,31 @@ def test_border_plan_indexes_fewer_rows_than_full_overlap(data, dask_client):
     assert border.expected_sizes.sum() >= len(x) * 0.999
 
 
-def test_merge_graphs_is_the_deduplicated_best_k_of_the_union():
-    rng = np.random.default_rng(6)
-    n, k = 50, 5
-    a_ids = np.stack([rng.choice(200, k, replace=False) for _ in range(n)])
-    b_ids = np.stack([rng.choice(200, k, replace=False) for _ in range(n)])
-    dist = rng.uniform(size=(n, 200))  # one distance per (row, id): shared ids agree
-    a_sq = np.take_along_axis(dist, a_ids, 1)
-    b_sq = np.take_along_axis(dist, b_ids, 1)
-    chunks = ((20, 30), (k,))
-    nbr, sqd = approx.merge_graphs(
-        (da.from_array(a_ids, chunks=chunks), da.from_array(a_sq, chunks=chunks)),
-        (da.from_array(b_ids, chunks=chunks), da.from_array(b_sq, chunks=chunks)),
-        k,
-    )
-    nbr, sqd = nbr.compute(scheduler="sync"), sqd.compute(scheduler="sync")
-    for r in range(n):
-        union = np.union1d(a_ids[r], b_ids[r])
-        want = union[np.lexsort((union, dist[r, union]))][:k]
-        np.testing.assert_array_equal(nbr[r], want)
-        np.testing.assert_array_equal(sqd[r], dist[r, want])
+def test_second_pass_folds_into_the_first_graph_as_the_best_k_of_the_union(data, dask_client):
+    """``init``: a pass's candidates folded into an existing graph give, per row, the best k of
+    the union of both passes' lists (deduplicated by id, ordered by (distance, id))."""
+    x = data[0]
+    xd = da.from_array(x, chunks=(3000, x.shape[1]))
+    mean = x.astype(np.float64).mean(axis=0)
+    blocks = dask_client.persist(prepare_blocks(xd, mean))
+    approx.warm_workers(dask_client)
+    sample = x.astype(np.float64)[::3] - mean
+    weak = (1.0, 8)  # a narrow pynndescent graph: the passes miss different neighbours
+    with config.use_seed(0):
+        plan_a = approx.plan_partitions(sample, len(x), 5000, 1, config.seed_sequence("knn", 0))
+        plan_b = approx.plan_partitions(sample, len(x), 5000, 1, config.seed_sequence("knn", 2))
+        first = dask_client.persist(list(approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_a, config.seed_sequence("knn", 1), *weak)))
+        second = approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_b, config.seed_sequence("knn", 3), *weak)
+        folded = approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_b, config.seed_sequence("knn", 3), *weak, init=first)
+    (na, sa), (nb, sb), (nf, sf) = (dask_client.gather(dask_client.compute(list(g))) for g in (first, second, folded))
+    assert plan_a.overlap == 1 and plan_b.n_partitions >= 2
+    assert (na != nb).any()  # the two passes found different lists
+    for r in range(len(x)):
+        pool = dict(zip(na[r].tolist(), sa[r].tolist()))
+        pool.update(zip(nb[r].tolist(), sb[r].tolist()))
+        best = sorted(pool.items(), key=lambda t: (t[1], t[0]))[:25]
+        assert nf[r].tolist() == [a for a, _ in best]
+        assert sf[r].tolist() == [b for _, b in best]
 
 
 def test_low_recall_triggers_the_wider_second_pass(dask_client, caplog):
