@@ -217,18 +217,6 @@ def lineage_entries(t_child, l_top, n, left, right, cid, level, size):
 
 
 @njit(cache=True)
-def mark_lineages(outer_child, inner_child, l_tops, n, left, right, cid, level, size, need):
-    """Set ``need`` for every point of both sides of every mean-aggregated merge."""
-    pts = np.empty(n, np.int64)
-    lev = np.empty(n, np.int64)
-    for j in range(outer_child.shape[0]):
-        for child in (outer_child[j], inner_child[j]):
-            count = lineage_into(child, l_tops[j], n, left, right, cid, level, pts, lev)
-            for k in range(count):
-                need[pts[k]] = True
-
-
-@njit(cache=True)
 def _dist(x, i, j):
     s = 0.0
     for k in range(x.shape[1]):
