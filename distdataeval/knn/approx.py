@@ -273,7 +273,8 @@ def approximate_knn(
     -------
     neighbors : dask array of int64, shape (n, k)
     sqdist : dask array of float64, shape (n, k)
-        Exact squared distances of the neighbours found (persisted blocks' futures behind them).
+        Exact squared distances of the neighbours found. Both arrays are backed by the
+        per-block fold futures already submitted (nothing is recomputed when they are persisted).
     """
     from distributed import as_completed, futures_of
 
