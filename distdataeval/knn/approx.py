@@ -280,13 +280,10 @@ def approximate_knn(
 
     offsets = [int(o) for o in np.concatenate([[0], np.cumsum(row_chunks)[:-1]])]
     ends = [o + int(m) for o, m in zip(offsets, row_chunks)]
-    token = dask.base.tokenize(
-        blocks, k, plan.centroids, plan.overlap, plan.border, seed_seq.entropy, seed_seq.spawn_key, neighbor_factor, max_candidates
-    )
     # keys unique to the call: the same input run twice in a row would otherwise submit keys the
     # scheduler is still releasing from the first run (measured: the second run's builds never
     # started); the output does not depend on the keys
-    main = f"knn-approx-{token}-{uuid.uuid4().hex[:8]}"
+    main = f"knn-approx-{uuid.uuid4().hex}"
     seeds = [int(c.generate_state(1)[0]) for c in seed_seq.spawn(plan.n_partitions)]
     B = len(blocks)
     block_futs = [futures_of(b)[0] for b in client.persist(list(blocks))]

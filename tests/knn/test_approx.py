@@ -20,6 +20,14 @@ def recall_at_k(found_sq: np.ndarray, exact_dist: np.ndarray) -> float:
     return float(np.mean((found_sq <= kth).sum(axis=1) / exact_dist.shape[1]))
 
 
+def assert_best_k_of_pools(nbr, sqd, pools, k=25):
+    """Row r of (nbr, sqd) is the best k of ``pools[r]`` ({id: squared distance}) by (distance, id)."""
+    for r, pool in enumerate(pools):
+        best = sorted(pool.items(), key=lambda t: (t[1], t[0]))[:k]
+        assert nbr[r].tolist() == [a for a, _ in best]
+        assert sqd[r].tolist() == [b for _, b in best]
+
+
 @pytest.fixture(scope="module")
 def data():
     x, labels = mixture(12000, d=16, n_centers=6, spread=4.0, seed=21)
@@ -102,10 +110,7 @@ def test_folding_after_every_partition_equals_one_final_merge(data, dask_client)
         ids, nbr, sqd = approx._build_partition([(rows, x32[rows])], 25, seeds[p])
         for r, ns, ds in zip(ids, nbr, sqd):
             pools[r].update((int(a), float(b)) for a, b in zip(ns, ds) if np.isfinite(b))
-    for r in range(len(x)):
-        best = sorted(pools[r].items(), key=lambda t: (t[1], t[0]))[:25]
-        assert na[r].tolist() == [a for a, _ in best]
-        assert sa[r].tolist() == [b for _, b in best]
+    assert_best_k_of_pools(na, sa, pools)
 
 
 def test_thousands_of_identical_vectors(dask_client):
@@ -177,12 +182,8 @@ def test_second_pass_folds_into_the_first_graph_as_the_best_k_of_the_union(data,
     (na, sa), (nb, sb), (nf, sf) = (dask_client.gather(dask_client.compute(list(g))) for g in (first, second, folded))
     assert plan_a.overlap == 1 and plan_b.n_partitions >= 2
     assert (na != nb).any()  # the two passes found different lists
-    for r in range(len(x)):
-        pool = dict(zip(na[r].tolist(), sa[r].tolist()))
-        pool.update(zip(nb[r].tolist(), sb[r].tolist()))
-        best = sorted(pool.items(), key=lambda t: (t[1], t[0]))[:25]
-        assert nf[r].tolist() == [a for a, _ in best]
-        assert sf[r].tolist() == [b for _, b in best]
+    pools = [dict(zip(na[r].tolist(), sa[r].tolist())) | dict(zip(nb[r].tolist(), sb[r].tolist())) for r in range(len(x))]
+    assert_best_k_of_pools(nf, sf, pools)
 
 
 def test_low_recall_triggers_the_wider_second_pass(dask_client, caplog):
