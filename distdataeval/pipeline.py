@@ -11,7 +11,7 @@ import operator
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dask
 import dask.array as da
@@ -247,6 +247,7 @@ def _bridge_nearby_pairs(client, forest: EdgeList, blocks, row_chunks, n: int):
 
 
 RECALL_SAMPLE = 1000
+MIN_PARTITIONS = 8
 
 
 def _complete_short_rows(client, blocks, nbr, sqd, k: int):
@@ -267,6 +268,13 @@ def _sampled_recall(client, sqd, probe, exact_sq, certified, k: int) -> float:
     return float(np.mean(np.minimum(hits, k)[certified] / k)) if certified.any() else float("nan")
 
 
+def _min_partitions(n: int) -> int:
+    """At least 8 partitions (of at least 25,000 rows): enough builds to keep the workers evenly
+    busy at a few hundred thousand rows (not tied to the worker count: the output must not
+    depend on the cluster's size)."""
+    return max(1, min(MIN_PARTITIONS, n // 25_000))
+
+
 def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     """Partitioned pynndescent k-NN, plus its recall@k measured on a sample against exact search."""
     n = int(sum(row_chunks))
@@ -277,7 +285,15 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     sample_ids = np.sort(rng.choice(n, size=min(n, plan.partition_sample), replace=False))
     sample = client.compute(knn_exact.gather_rows(blocks, sample_ids)).result()
     partition_seed = config.seed_sequence("knn", 0)
-    parts = plan_partitions(sample, n, plan.partition_rows, plan.overlap, partition_seed, plan.border)
+    # the recall probe's exact search does not depend on the graph: submitted before the
+    # partitions are planned, it runs while the driver fits the centroids (the workers would
+    # wait); measured at 1M rows: ~1 s less than searching after the graph (a low priority
+    # does not help: its tiles are placed on the workers at once and delay the builds anyway)
+    probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
+    exact_probe = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d))
+    parts = plan_partitions(
+        sample, n, plan.partition_rows, plan.overlap, partition_seed, plan.border, min_partitions=_min_partitions(n)
+    )
     log.info(
         "k-NN approx: %d partitions (overlap %d, %.2f partitions per row), expected rows per partition %d..%d",
         parts.n_partitions, parts.overlap, parts.expected_sizes.sum() / n,
@@ -289,8 +305,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     nbr, sqd = client.persist([nbr, sqd])
     nbr, sqd = _complete_short_rows(client, blocks, nbr, sqd, k)
     # recall@k on a sample: the share of true k nearest distances matched (tie-tolerant)
-    probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    _, exact_sq, certified = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d)).result()
+    _, exact_sq, certified = exact_probe.result()
     recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k)
     log.info("k-NN approx: recall@%d = %.4f on %d sampled rows", k, recall, int(certified.sum()))
     if recall < plan.recall_target and plan.escalate:
@@ -298,7 +313,8 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         # afresh (other cell borders), its candidates merged with the first graph's
         t1 = time.perf_counter()
         strong = plan_partitions(
-            sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border
+            sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border,
+            min_partitions=_min_partitions(n),
         )
         # its candidates fold straight into the first graph (no second graph held beside it)
         more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60, init=(nbr, sqd))
@@ -355,6 +371,9 @@ class KnnGraph:
     # [neighbors, distances] persisted on the workers (set by knn_stage); the MST stage reads it
     # for its Boruvka rounds and empties it, which releases the workers' copy
     held: list = field(default_factory=list)
+    # background writes of the graph to a temporary store (knn_stage(defer_write=True)): the
+    # functions that wait for them and commit; see finish_knn_writes
+    deferred: tuple = ()
 
     @classmethod
     def from_store(cls, store: ResultStore, method: str, recall: float | None = None) -> "KnnGraph":
@@ -391,10 +410,12 @@ def prepare(source: Source, plan: ClusterPlan, client, timer: _Timer | None = No
 
 
 def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore | None = None,
-              timer: _Timer | None = None) -> KnnGraph:
+              timer: _Timer | None = None, defer_write: bool = False) -> KnnGraph:
     """k = min(25, n - 1) nearest neighbours of every row (exact or approximate, ``plan.knn``).
 
     With ``sink`` the graph is written to ``k_neighbors``/``k_distances`` (chunk-aligned, atomic).
+    With ``defer_write`` (and no sink), a graph spilled to a temporary store is written in the
+    background while the next stages run; :func:`finish_knn_writes` completes it.
     """
     timer = timer or _Timer()
     n, k = prepared.n, min(MAX_NEIGHBORS, prepared.n - 1)
@@ -419,14 +440,32 @@ def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore |
             # the shared cluster's client is not Dask's default, so arrays held in its memory
             # could not be computed by the caller: spill the graph to local disk instead
             graph_store = temporary_store()
-        if graph_store is not None:
+        deferred: tuple = ()
+        if graph_store is not None and sink is None and defer_write and plan.knn != "exact":
+            # measured at 1M rows: the write took 1.7 s between the k-NN and MST stages; in the
+            # background it fills the workers' idle time of the driver-side MST and tree work
+            deferred = (graph_store, graph_store.write_dask("k_neighbors", nbr, client, wait=False),
+                        graph_store.write_dask("k_distances", dist, client, wait=False))
+        elif graph_store is not None:
             graph_store.write_dask("k_neighbors", nbr, client)
             graph_store.write_dask("k_distances", dist, client)
             if plan.knn != "exact":
                 k_neighbors, k_distances = graph_store.read_dask("k_neighbors"), graph_store.read_dask("k_distances")
     log.debug("k-NN graph of %d rows, k = %d", n, k)
     # the worker-held copy serves the MST stage's Boruvka rounds (one pass each), then is released
-    return KnnGraph(k_neighbors, k_distances, plan.knn, recall, n_uncert, [nbr, dist])
+    return KnnGraph(k_neighbors, k_distances, plan.knn, recall, n_uncert, [nbr, dist], deferred)
+
+
+def finish_knn_writes(graph: KnnGraph) -> KnnGraph:
+    """Wait for a graph's background writes (``knn_stage(defer_write=True)``); the returned
+    record's arrays read the committed store."""
+    if not graph.deferred:
+        return graph
+    store, *finishers = graph.deferred
+    for finish in finishers:
+        finish()
+    return replace(graph, k_neighbors=store.read_dask("k_neighbors"), k_distances=store.read_dask("k_distances"),
+                   deferred=())
 
 
 def mst_stage(prepared: Prepared, graph: KnnGraph, plan: ClusterPlan, client, sink: ResultStore | None = None,
@@ -516,9 +555,10 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
     """
     timer = _Timer()
     prepared = prepare(source, plan, client, timer)
-    graph = knn_stage(prepared, plan, client, sink, timer)
+    graph = knn_stage(prepared, plan, client, sink, timer, defer_write=True)
     spanning = mst_stage(prepared, graph, plan, client, sink, timer)
     lab = labels_stage(prepared, spanning, plan, client, timer)
+    graph = finish_knn_writes(graph)
     n = source.n
     log.info("cluster(): %d points, %d clusters, %d noise; %s", n, int(lab.clusters.max()) + 1,
              int(lab.noise.sum()), timer.timings)

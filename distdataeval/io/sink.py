@@ -76,16 +76,28 @@ class ResultStore:
             os.replace(os.path.join(self._local, *tmp.split("/")), final)
         self._mark_complete(name)
 
-    def write_dask(self, name: str, arr: da.Array, client) -> None:
-        """Write a row-chunked Dask array (its blocks are the Zarr chunks); block until done."""
+    def write_dask(self, name: str, arr: da.Array, client, wait: bool = True):
+        """Write a row-chunked Dask array (its blocks are the Zarr chunks); block until done.
+
+        With ``wait=False`` the write runs in the background at a low task priority and a
+        function is returned that waits for it and commits it (the array is not readable before).
+        """
         arr = arr.rechunk({i: -1 for i in range(1, arr.ndim)})
         target = self._temporary(name) if self._local is not None else name
         chunks = (max(arr.chunks[0]),) + arr.shape[1:]
         if len(set(arr.chunks[0][:-1])) > 1:  # Zarr needs regular chunks: align the blocks first
             arr = arr.rechunk({0: chunks[0]})
         z = self.group.create_array(target, shape=arr.shape, chunks=chunks, dtype=arr.dtype, overwrite=True)
-        client.compute(da.store(arr, z, lock=False, compute=False)).result()
-        self._commit(target, name)
+        fut = client.compute(da.store(arr, z, lock=False, compute=False), priority=0 if wait else -1)
+
+        def finish() -> None:
+            fut.result()
+            self._commit(target, name)
+
+        if not wait:
+            return finish
+        finish()
+        return None
 
     def write_numpy(self, name: str, values: np.ndarray, chunk_rows: int) -> None:
         """Write an array held by the driver."""

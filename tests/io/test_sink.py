@@ -76,3 +76,12 @@ def test_temporary_store_is_a_fresh_local_group(dask_client):
     assert a.store != b.store and a.store in _TEMPORARY and os.path.isdir(a.store)
     a.write_numpy("v", np.arange(4), 2)
     np.testing.assert_array_equal(np.asarray(a.read_dask("v")), np.arange(4))
+
+
+def test_background_write_is_committed_only_by_its_finisher(tmp_path, dask_client):
+    arr = da.from_array(np.arange(40, dtype=np.int64).reshape(20, 2), chunks=(5, 2))
+    sink = ResultStore(tmp_path / "s.zarr")
+    finish = sink.write_dask("a", arr, dask_client, wait=False)
+    assert "a" not in sink.group  # nothing readable under the final name before the commit
+    finish()
+    np.testing.assert_array_equal(np.asarray(sink.read_dask("a")), np.arange(40).reshape(20, 2))

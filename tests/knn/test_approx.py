@@ -234,3 +234,28 @@ def test_plan_merges_cells_expected_to_be_tiny():
     sample = np.concatenate([rng.normal(0, 1, (5000, 4)), rng.normal(100, 1, (3, 4))])
     plan = approx.plan_partitions(sample, 5003, 1000, 2, config.seed_sequence("knn", 0))
     assert plan.expected_sizes.min() >= approx.MIN_PARTITION_ROWS
+
+
+def test_fold_groups_cover_the_blocks_in_contiguous_runs():
+    chunks = (1000,) * 37 + (200,)
+    starts = approx.fold_groups(chunks, n_workers=2, max_rows=5000)
+    assert starts[0] == 0 and starts[-1] == len(chunks) and starts == sorted(set(starts))
+    rows = [sum(chunks[a:b]) for a, b in zip(starts, starts[1:])]
+    assert len(rows) >= 8  # at least four groups per worker
+    assert max(rows) <= 5000 + 1000  # about max_rows (cut at a block boundary)
+    assert approx.fold_groups((10,) * 3, n_workers=4) == [0, 1, 2, 3]  # never more groups than blocks
+
+
+def test_min_partitions_and_cells_bounded_by_twice_the_mean():
+    """A dominant component would be one oversized cell; cells are split until none is expected
+    to exceed twice the mean cell of the first fit (the builds stay balanced over workers)."""
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(14000, 8))
+    small = [rng.normal(size=(1000, 8)) * 0.3 + 12 * rng.normal(size=8) for _ in range(6)]
+    sample = np.concatenate([big, *small])
+    sample -= sample.mean(axis=0)
+    n = 10 * len(sample)
+    plan = approx.plan_partitions(sample, n, 10**9, 2, np.random.SeedSequence(0), border=0.1, min_partitions=8)
+    assert plan.n_partitions >= 8
+    first_mean = n * 1.0 / 8  # at least n rows spread over the first 8 cells
+    assert plan.expected_sizes.max() <= 2.0 * first_mean * 1.2
