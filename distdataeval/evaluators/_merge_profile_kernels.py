@@ -40,7 +40,7 @@ times the smaller side.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from distdataeval.evaluators._clusterer_kernels import _dist
 from distdataeval.evaluators._range_nn_kernels import STACK, _dist_below, range_nn
@@ -231,12 +231,16 @@ def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, st
     return n_q
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
                   size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
-                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out):
+                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out, n_chunks=1):
     """Profiles of the mean-aggregated merges ``mean_t``, written to ``out[offsets[j]:offsets[j+1]]``
     (length l_tops[j] + 1), equal to ``_profile_sorted`` of each merge's two sides (module doc).
+
+    The merges are independent (each reads the shared tree and writes its own slice of ``out``):
+    they are dealt round-robin into ``n_chunks`` chunks run on numba's threads, each with its own
+    scratch buffers; the values do not depend on ``n_chunks``.
 
     Parameters
     ----------
@@ -268,12 +272,31 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
         side only.
     offsets : int64 (k + 1,)
     out : float64 (offsets[-1],)
+    n_chunks : int
+        Round-robin chunks of merges (run in parallel).
 
     Returns
     -------
     n_scanned, n_queries : int
         Merges done by the scan, range queries run (cost figures).
     """
+    k = mean_t.shape[0]
+    counts = np.zeros((n_chunks, 2), np.int64)
+    for c in prange(n_chunks):
+        js = np.arange(c, k, n_chunks)
+        a, b = _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start,
+                            start, size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo,
+                            box_hi, n_leaves, bucket, scan_factor, scan_base, balance, offsets, out)
+        counts[c, 0] = a
+        counts[c, 1] = b
+    return counts[:, 0].sum(), counts[:, 1].sum()
+
+
+@njit(cache=True, nogil=True)
+def _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
+                 size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
+                 n_leaves, bucket, scan_factor, scan_base, balance, offsets, out):
+    """:func:`mean_profiles` of the merges ``js`` (indices into its arrays), in one thread."""
     stack = np.empty((STACK, 3), np.int64)
     stack_lb = np.empty(STACK, np.float64)
     m = xk.shape[0]
@@ -285,7 +308,7 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
     s_lev = np.empty(m, np.int64)
     n_queries = 0
     n_scanned = 0
-    for j in range(mean_t.shape[0]):
+    for j in js:
         l_top = l_tops[j]
         prof = out[offsets[j] : offsets[j + 1]]
         prof[:] = np.inf

@@ -64,6 +64,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dask
+import numba
 import numpy as np
 
 from distdataeval.errors import InvalidInputError, InvalidParameterError
@@ -90,6 +91,9 @@ PROFILE_SCAN_BASE = 0
 PROFILE_BALANCE = 4
 # profile levels computed per kernel call (float64 each)
 PROFILE_BATCH = 4_000_000
+# merges are profiled in parallel on the driver's numba threads (the workers are idle then),
+# dealt round-robin into this many chunks per thread (the costly merges are not evenly spread)
+PROFILE_CHUNKS_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
@@ -485,7 +489,7 @@ class Clusterer:
                             st.chain_order, st.chain_start, start, st.size, cnt, n, src_pos[sl], dst_pos[sl],
                             floors[sl], xk, kpos, krow, level_pos, box_lo, box_hi, n_leaves,
                             PROFILE_BUCKET, PROFILE_SCAN_FACTOR, PROFILE_SCAN_BASE, PROFILE_BALANCE, offsets,
-                            out)
+                            out, PROFILE_CHUNKS_PER_THREAD * numba.get_num_threads())
             for k, pos in enumerate(mean_pos[sl]):
                 stat[pos] = np.mean(out[offsets[k] : offsets[k + 1]].astype(np.float32))
             j = stop
