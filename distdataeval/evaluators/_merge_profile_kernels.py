@@ -234,13 +234,14 @@ def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, st
 @njit(cache=True, parallel=True)
 def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
                   size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
-                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out, n_chunks=1):
+                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out, order, n_chunks=1):
     """Profiles of the mean-aggregated merges ``mean_t``, written to ``out[offsets[j]:offsets[j+1]]``
     (length l_tops[j] + 1), equal to ``_profile_sorted`` of each merge's two sides (module doc).
 
     The merges are independent (each reads the shared tree and writes its own slice of ``out``):
-    they are dealt round-robin into ``n_chunks`` chunks run on numba's threads, each with its own
-    scratch buffers; the values do not depend on ``n_chunks``.
+    taken in ``order`` (costliest first), they are dealt round-robin into ``n_chunks`` chunks run
+    on numba's threads, each with its own scratch buffers; the values do not depend on the order
+    or the chunking.
 
     Parameters
     ----------
@@ -272,6 +273,8 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
         side only.
     offsets : int64 (k + 1,)
     out : float64 (offsets[-1],)
+    order : int64 (k,)
+        A permutation of 0..k-1: the merges dealt to the chunks in this order.
     n_chunks : int
         Round-robin chunks of merges (run in parallel).
 
@@ -283,7 +286,7 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
     k = mean_t.shape[0]
     counts = np.zeros((n_chunks, 2), np.int64)
     for c in prange(n_chunks):
-        js = np.arange(c, k, n_chunks)
+        js = order[c:k:n_chunks]
         a, b = _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start,
                             start, size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo,
                             box_hi, n_leaves, bucket, scan_factor, scan_base, balance, offsets, out)

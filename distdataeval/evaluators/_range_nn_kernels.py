@@ -24,7 +24,7 @@ The kernels trust their inputs (contiguous arrays; ``clusterer.py`` converts).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 STACK = 128  # > 2 * tree depth for any array that fits in memory
 
@@ -48,7 +48,7 @@ def leaf_starts(left, right, size, n):
     return start
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def build_tree(x, pos, bucket):
     """k-d tree over the rows of ``x`` for :func:`range_nn`.
 
@@ -86,7 +86,7 @@ def build_tree(x, pos, bucket):
     # top-down median splits on the widest coordinate
     for lev in range(depth):
         width = n_leaves >> lev
-        for i in range(1 << lev):
+        for i in prange(1 << lev):  # disjoint row ranges: the nodes of a level in parallel
             a = i * width * bucket
             b = min((i + 1) * width * bucket, m)
             mid = min(a + (width // 2) * bucket, b)
@@ -113,7 +113,7 @@ def build_tree(x, pos, bucket):
         xk[r] = x[perm[r]]
     box_lo = np.full((2 * n_leaves, d), np.inf, x.dtype)
     box_hi = np.full((2 * n_leaves, d), -np.inf, x.dtype)
-    for j in range(nb):
+    for j in prange(nb):
         node = n_leaves + j
         for r in range(j * bucket, min((j + 1) * bucket, m)):
             for k in range(d):
@@ -128,14 +128,14 @@ def build_tree(x, pos, bucket):
             box_hi[i, k] = max(box_hi[2 * i, k], box_hi[2 * i + 1, k])
     # sorted leaf positions per node, bottom-up (merge sort)
     level_pos = np.empty((depth + 1, m), pos.dtype)
-    for j in range(nb):
+    for j in prange(nb):
         a = j * bucket
         b = min(a + bucket, m)
         seg = pos[perm[a:b]]
         level_pos[depth, a:b] = np.sort(seg)
     for lev in range(depth - 1, -1, -1):
         width = (n_leaves >> lev) * bucket
-        for i in range(1 << lev):
+        for i in prange(1 << lev):  # disjoint row ranges: the nodes of a level in parallel
             a = i * width
             b = min(a + width, m)
             if a >= b:
