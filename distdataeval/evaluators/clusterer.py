@@ -42,6 +42,9 @@ driver (float32 input stays float32), at most about twice the n x d input. Measu
 104% at 300k (the scan: 590%); the cost still grows ~n^2.25 (a query restricted to a small
 low-level state searches a tree shared with all other points), see ``benchmarks/README.md``.
 Exact-mode re-bridging adds two exact nearest-other-component searches per Boruvka round.
+The profile queries and the k-d tree build run on the driver's numba threads (the workers are
+idle meanwhile): at 1M x 64 (approx), ``last_good_merge_levels`` 26.3 s = 43% of a warm
+``cluster()`` (``benchmarks/README.md``).
 
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
 k-NN graph is exact, which is ``knn="exact"`` (the default up to 100,000 rows). With
