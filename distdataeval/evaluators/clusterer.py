@@ -384,9 +384,10 @@ class Clusterer:
 
             x = self._source.data
             with active_client(self._client):
-                if ids.size * 4 >= x.shape[0]:
+                if ids.size * 2 >= x.shape[0]:
                     # most rows: whole blocks gathered and indexed here (Dask's fancy-index take
-                    # shuffles; measured at 1M x 64: 3.0 s for ~all rows)
+                    # shuffles; measured at 1M x 64: 3.0 s for ~all rows); the driver then holds
+                    # at most twice the rows it needs, briefly
                     rows = x.compute()[ids]
                 else:
                     rows = x[ids].compute()
