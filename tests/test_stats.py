@@ -162,3 +162,17 @@ class TestErrors:
     def test_not_2d_dask(self, dask_client):
         with pytest.raises(InvalidInputError, match="2-D"):
             cluster_stats(da.zeros((4, 2, 2)), np.zeros(4, dtype=int))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint8])
+def test_block_center_sums_equal_row_order_float64_sums(dtype):
+    from distdataeval._stats_kernels import block_center_sums
+
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(3000, 7)) * 40).astype(dtype)
+    pos = rng.integers(-1, 9, 3000)
+    sums, counts = block_center_sums(x, pos, 9)
+    ref = np.zeros((9, 7))
+    np.add.at(ref, pos[pos >= 0], x[pos >= 0].astype(np.float64))  # adds in row order, as the kernel
+    np.testing.assert_array_equal(sums, ref)
+    np.testing.assert_array_equal(counts, np.bincount(pos[pos >= 0], minlength=9))

@@ -50,12 +50,20 @@ class ResultStore:
     ----------
     store : str or os.PathLike
         Path or URL of the group (created if missing).
+    fast : bool
+        Compress with LZ4 (Blosc, byte shuffle) instead of Zarr's default Zstandard: for scratch
+        data read back once (measured on k-NN blocks: a third of the write time, 10% larger).
     """
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, fast: bool = False) -> None:
         self.store = os.fspath(store)
         self.group = _open_group(self.store)
         self._local = _local_dir(self.store)
+        self._codecs: dict = {}
+        if fast:
+            from zarr.codecs import BloscCodec
+
+            self._codecs = {"compressors": BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")}
 
     def _mark_complete(self, name: str) -> None:
         done = set(self.group.attrs.get(COMPLETE_ATTR, []))
@@ -87,7 +95,8 @@ class ResultStore:
         chunks = (max(arr.chunks[0]),) + arr.shape[1:]
         if len(set(arr.chunks[0][:-1])) > 1:  # Zarr needs regular chunks: align the blocks first
             arr = arr.rechunk({0: chunks[0]})
-        z = self.group.create_array(target, shape=arr.shape, chunks=chunks, dtype=arr.dtype, overwrite=True)
+        z = self.group.create_array(target, shape=arr.shape, chunks=chunks, dtype=arr.dtype, overwrite=True,
+                                    **self._codecs)
         fut = client.compute(da.store(arr, z, lock=False, compute=False), priority=0 if wait else -1)
 
         def finish() -> None:
@@ -103,7 +112,8 @@ class ResultStore:
         """Write an array held by the driver."""
         target = self._temporary(name) if self._local is not None else name
         chunks = (max(1, min(chunk_rows, values.shape[0])),) + values.shape[1:]
-        z = self.group.create_array(target, shape=values.shape, chunks=chunks, dtype=values.dtype, overwrite=True)
+        z = self.group.create_array(target, shape=values.shape, chunks=chunks, dtype=values.dtype, overwrite=True,
+                                    **self._codecs)
         z[...] = values
         self._commit(target, name)
 
@@ -130,4 +140,4 @@ def temporary_store() -> ResultStore:
     (for results of the shared local cluster, whose workers share this machine's disk)."""
     path = tempfile.mkdtemp(prefix="distdataeval-", suffix=".zarr")
     _TEMPORARY.append(path)
-    return ResultStore(path)
+    return ResultStore(path, fast=True)

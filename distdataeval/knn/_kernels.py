@@ -225,6 +225,17 @@ def drop_self(graph, k):
 
 
 @njit(cache=True, nogil=True)
+def _strictly_sorted(ids, sqd):
+    """Whether a list's entries before its first sentinel ascend strictly by (distance, id)."""
+    for j in range(1, ids.shape[0]):
+        if ids[j] == ID_SENTINEL:
+            return True
+        if sqd[j] < sqd[j - 1] or (sqd[j] == sqd[j - 1] and ids[j] <= ids[j - 1]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def merge_row_candidates(rows, nbr, sqd, n_rows, k):
     """Merge candidate lists of rows that appear several times (once per partition).
 
@@ -247,6 +258,16 @@ def merge_row_candidates(rows, nbr, sqd, n_rows, k):
     out_d = np.full((n_rows, k), np.inf)
     for r in range(n_rows):
         lists = order[start[r] : start[r + 1]]
+        if lists.shape[0] == 1 and _strictly_sorted(nbr[lists[0]], sqd[lists[0]]):
+            # one list already ascending by (distance, id), hence free of repeated ids: the
+            # general path below would return its first k entries (most rows of a fold)
+            src = lists[0]
+            for j in range(min(c, k)):
+                if nbr[src, j] == ID_SENTINEL:
+                    break
+                out_i[r, j] = nbr[src, j]
+                out_d[r, j] = sqd[src, j]
+            continue
         pool_i = np.empty(lists.shape[0] * c, dtype=np.int64)
         pool_d = np.empty(lists.shape[0] * c)
         for a in range(lists.shape[0]):

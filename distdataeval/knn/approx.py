@@ -18,6 +18,7 @@ Self is excluded by index.
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 import uuid
@@ -74,6 +75,20 @@ def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarr
     sub = np.take_along_axis(d2, part, axis=1)
     order = np.lexsort((part, sub), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+_PLANNER_IMPORT: list = []
+
+
+def preload_planner() -> None:
+    """Import scikit-learn's KMeans in a background thread (once per process): ~1 s of imports
+    that would otherwise sit between the validation and the first build. ``plan_partitions``'
+    own import waits for it (Python's module lock)."""
+    if not _PLANNER_IMPORT:
+        t = threading.Thread(target=importlib.import_module, args=("sklearn.cluster",), daemon=True,
+                             name="distdataeval-import-sklearn")
+        _PLANNER_IMPORT.append(t)
+        t.start()
 
 
 def plan_partitions(

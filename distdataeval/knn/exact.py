@@ -14,6 +14,8 @@ Self is excluded by index, never by column position.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import dask
@@ -146,9 +148,9 @@ def group_blocks(indices, row_chunks: tuple, bytes_per_row: int, budget: int = G
     return groups
 
 
-def _group_refs(indices: list, row_chunks: tuple, d: int) -> list:
-    """Split ref block indices into groups of at most ``GROUP_BYTES`` of prepared data."""
-    return group_blocks(indices, row_chunks, 12 * d + 16)
+def _group_refs(indices: list, row_chunks: tuple, d: int, budget: int = GROUP_BYTES) -> list:
+    """Split ref block indices into groups of at most ``budget`` bytes of prepared data."""
+    return group_blocks(indices, row_chunks, 12 * d + 16, budget)
 
 
 def _merge_tiles(tiles: list, k: int):
@@ -172,7 +174,8 @@ def _no_candidates(m: int, k: int):
 
 
 def _tile_merge_tree(
-    q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0, row_chunks=(), d=1, allowed=None
+    q, refs, n_keep, k, name, qi, q_pos=None, r_pos=None, needed=None, m=0, row_chunks=(), d=1, allowed=None,
+    budget: int = GROUP_BYTES,
 ):
     scan = dask.delayed(_scan_group, pure=True)
     wanted = [j for j in range(len(refs)) if needed is None or needed[j]]
@@ -186,7 +189,7 @@ def _tile_merge_tree(
             allowed,
             dask_key_name=f"{name}-tile-{qi}-{g}",
         )
-        for g, group in enumerate(_group_refs(wanted, row_chunks, d))
+        for g, group in enumerate(_group_refs(wanted, row_chunks, d, budget))
     ]
     if not tiles:
         return dask.delayed(_no_candidates, pure=True)(m, k, dask_key_name=f"{name}-merge-{qi}")
@@ -300,11 +303,13 @@ def exact_rows_search(blocks: list, row_ids: np.ndarray, k: int, q_pos=None, r_p
     return dask.delayed(_merge, pure=True)(parts)
 
 
-def exact_knn_of_rows(blocks: list, row_ids: np.ndarray, row_chunks: tuple, k: int, d: int):
+def exact_knn_of_rows(blocks: list, row_ids: np.ndarray, row_chunks: tuple, k: int, d: int, tiles: int = 1):
     """Lazy exact k-NN of a few rows (a sample, by global id) against all blocks.
 
     Returns a Delayed (ids (m, k) int64, sqdist (m, k) float64, certified (m,) bool): the
-    blocked GEMM search with its certificate, as for whole blocks.
+    blocked GEMM search with its certificate, as for whole blocks. ``tiles``: split the scan
+    into at least that many tasks (short tasks interleave with other work; the result does not
+    depend on the split).
     """
     n = int(sum(row_chunks))
     row_ids = np.sort(row_ids)
@@ -312,7 +317,9 @@ def exact_knn_of_rows(blocks: list, row_ids: np.ndarray, row_chunks: tuple, k: i
     query = dask.delayed(prepared_from_centred, pure=True)(gather_rows(blocks, row_ids), 0, row_ids)
     n_keep = min(k + CANDIDATE_MARGIN, n - 1)
     name = f"knn-sample-{dask.base.tokenize(blocks, row_ids, k)}"
-    return _tile_merge_tree(query, blocks, n_keep, k, name, 0, None, None, None, len(row_ids), row_chunks, d)
+    budget = min(GROUP_BYTES, max(1, math.ceil(n * (12 * d + 16) / max(1, tiles))))
+    return _tile_merge_tree(query, blocks, n_keep, k, name, 0, None, None, None, len(row_ids), row_chunks, d,
+                            budget=budget)
 
 
 def knn_to_distances(sqdist: da.Array) -> da.Array:

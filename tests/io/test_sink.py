@@ -85,3 +85,20 @@ def test_background_write_is_committed_only_by_its_finisher(tmp_path, dask_clien
     assert "a" not in sink.group  # nothing readable under the final name before the commit
     finish()
     np.testing.assert_array_equal(np.asarray(sink.read_dask("a")), np.arange(40).reshape(20, 2))
+
+
+def test_temporary_store_writes_lz4_and_reads_back(tmp_path, dask_client):
+    from distdataeval.io.sink import temporary_store
+
+    store = temporary_store()
+    x = da.from_array(np.random.default_rng(0).integers(0, 10**6, (5000, 25)), chunks=(1200, 25))
+    store.write_dask("k_neighbors", x, dask_client)
+    z = zarr.open_group(store.store, mode="r")["k_neighbors"]
+    [codec] = z.compressors
+    assert type(codec).__name__ == "BloscCodec" and codec.cname.value == "lz4"
+    np.testing.assert_array_equal(store.read_dask("k_neighbors").compute(), x.compute())
+    # a user's store keeps Zarr's default codec
+    user = ResultStore(tmp_path / "user.zarr")
+    user.write_dask("k_neighbors", x, dask_client)
+    [codec] = zarr.open_group(str(tmp_path / "user.zarr"), mode="r")["k_neighbors"].compressors
+    assert type(codec).__name__ == "ZstdCodec"
