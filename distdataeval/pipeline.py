@@ -406,6 +406,9 @@ def prepare(source: Source, plan: ClusterPlan, client, timer: _Timer | None = No
     x = source.data
     if plan.knn == "approx":
         preload_planner()  # imported while the workers read the data
+        # fresh workers compile pynndescent in the background while they validate, sample and
+        # route the data (their first builds wait for it)
+        warm_workers(client, wait=False)
     with timer.stage("validate"):
         # one read of the data: the finiteness scan, the column mean and the prepared (centred)
         # blocks are persisted together; nothing is used before the scan has passed

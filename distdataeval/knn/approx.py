@@ -19,6 +19,7 @@ Self is excluded by index.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import threading
 import uuid
@@ -40,6 +41,7 @@ GATHER_PRIORITY = 10  # Dask task priority of row gathering (builds: 0, higher r
 # from several threads of one process at once (a worker with several threads could abort), and
 # one index build already uses the memory a worker can spare: one build per process at a time.
 _BUILD_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -430,25 +432,63 @@ def approximate_knn(
 
 def _warm_pynndescent() -> bool:
     """Compile pynndescent's kernels in this process (numba; ~25 s once per process)."""
+    with _BUILD_LOCK:
+        _warm_pynndescent_locked()
+    return True
+
+
+def _load_search_kernels() -> None:
+    """Load this package's cached kernels of the exact probe search (a tiny search): numba's
+    compiler lock is held for the whole pynndescent compile, so kernels first called during it
+    would wait for it."""
+    from distdataeval.knn.exact import _merge_tiles, _scan_group
+    from distdataeval.knn.blocks import prepare_block
+
+    x = np.arange(48, dtype=np.float64).reshape(12, 4)
+    blocks = [prepare_block(x[:6], 0, x.mean(axis=0), keep_x64=False), prepare_block(x[6:], 6, x.mean(axis=0), keep_x64=False)]
+    _merge_tiles([_scan_group(blocks[0], blocks, 3)], 2)
+
+
+def _warm_in_background() -> bool:
+    """Start the compile in a thread of this worker and return at once: the worker serves
+    validation, routing and probe tasks meanwhile; its first build waits on ``_BUILD_LOCK``."""
+    started = threading.Event()
+
+    def run():
+        with _BUILD_LOCK:
+            started.set()
+            try:
+                _load_search_kernels()
+                _warm_pynndescent_locked()
+            except Exception:  # noqa: BLE001 - a build compiles on its own if this failed
+                log.warning("background pynndescent compile failed", exc_info=True)
+
+    threading.Thread(target=run, daemon=True, name="distdataeval-warm-pynndescent").start()
+    started.wait()  # the lock is taken before any build can run
+    return True
+
+
+def _warm_pynndescent_locked() -> None:
     from pynndescent import NNDescent
 
     x = np.random.default_rng(0).normal(size=(EXACT_PARTITION_ROWS + 500, 4)).astype(np.float32)
-    with _BUILD_LOCK, limit_threads(1):
+    with limit_threads(1):
         NNDescent(x, n_neighbors=6, random_state=0, n_jobs=1, low_memory=True, compressed=True, max_candidates=60).neighbor_graph
-    return True
 
 
 _warmed: set = set()
 
 
-def warm_workers(client) -> int:
+def warm_workers(client, wait: bool = True) -> int:
     """Compile pynndescent once in every worker of ``client`` not warmed yet (in parallel).
 
     Returns the number of workers warmed now. Workers are long-lived, so a session pays the JIT
-    once, not once per call.
+    once, not once per call. With ``wait=False`` each worker compiles in a background thread
+    while it runs other tasks (its builds wait for the compile): a fresh process's validation,
+    sample, partition plan and routing overlap the ~25 s compile.
     """
     workers = [w for w in client.scheduler_info()["workers"] if (client.id, w) not in _warmed]
     if workers:
-        client.run(_warm_pynndescent, workers=workers)
+        client.run(_warm_pynndescent if wait else _warm_in_background, workers=workers)
         _warmed.update((client.id, w) for w in workers)
     return len(workers)

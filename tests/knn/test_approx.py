@@ -259,3 +259,15 @@ def test_min_partitions_and_cells_bounded_by_twice_the_mean():
     assert plan.n_partitions >= 8
     first_mean = n * 1.0 / 8  # at least n rows spread over the first 8 cells
     assert plan.expected_sizes.max() <= 2.0 * first_mean * 1.2
+
+
+def test_background_warm_holds_the_build_lock_until_compiled():
+    # fresh workers compile pynndescent in a thread: the call returns at once and builds wait
+    # on the lock the compile holds (a compile takes ~25 s, so it is still running here)
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        assert approx.warm_workers(client, wait=False) == 1
+        assert list(client.run(lambda: approx._BUILD_LOCK.locked()).values()) == [True]
+        assert approx.warm_workers(client, wait=False) == 0  # once per worker
