@@ -453,7 +453,7 @@ def knn_stage(prepared: Prepared, plan: ClusterPlan, client, sink: ResultStore |
             # could not be computed by the caller: spill the graph to local disk instead
             graph_store = temporary_store()
         deferred: tuple = ()
-        if graph_store is not None and sink is None and defer_write and plan.knn != "exact":
+        if graph_store is not None and sink is None and defer_write:  # the temporary store: approx mode only
             # measured at 1M rows: the write took 1.7 s between the k-NN and MST stages; in the
             # background it fills the workers' idle time of the driver-side MST and tree work
             deferred = (graph_store, graph_store.write_dask("k_neighbors", nbr, client, wait=False),

@@ -68,15 +68,19 @@ class PartitionPlan:
         return int(self.centroids.shape[0])
 
 
-def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
-    """Ids of the m nearest centroids of each row, nearest first (ties to the lower id)."""
+def _nearest_centroids(x: np.ndarray, centroids: np.ndarray, m: int, with_sqdist: bool = False):
+    """Ids of the m nearest centroids of each row, nearest first (ties to the lower id); with
+    ``with_sqdist`` also their squared distances ``|c|^2 - 2 x.c + |x|^2`` (one GEMM)."""
     d2 = (centroids**2).sum(axis=1)[None, :] - 2.0 * x @ centroids.T
     if m >= centroids.shape[0]:
-        return np.argsort(d2, axis=1, kind="stable")
-    part = np.argpartition(d2, m - 1, axis=1)[:, :m]
-    sub = np.take_along_axis(d2, part, axis=1)
-    order = np.lexsort((part, sub), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+        order = np.argsort(d2, axis=1, kind="stable")
+    else:
+        part = np.argpartition(d2, m - 1, axis=1)[:, :m]
+        sub = np.take_along_axis(d2, part, axis=1)
+        order = np.take_along_axis(part, np.lexsort((part, sub), axis=1), axis=1)
+    if not with_sqdist:
+        return order
+    return order, np.take_along_axis(d2, order, axis=1) + (x**2).sum(axis=1)[:, None]
 
 
 _PLANNER_IMPORT: list = []
@@ -153,11 +157,9 @@ def _destinations(x: np.ndarray, centroids: np.ndarray, m: int, border: float | 
     """The partitions of each row: its m nearest centroids, nearest first; with ``border``, the
     2nd..m-th only when the row is near that cell (``|x - c_j|^2 <= (1 + border) |x - c_1|^2``),
     else -1."""
-    dest = _nearest_centroids(x, centroids, m)
     if border is None or m == 1:
-        return dest
-    c2 = (centroids**2).sum(axis=1)
-    d2 = c2[dest] - 2.0 * np.einsum("id,imd->im", x, centroids[dest]) + (x**2).sum(axis=1)[:, None]
+        return _nearest_centroids(x, centroids, m)
+    dest, d2 = _nearest_centroids(x, centroids, m, with_sqdist=True)
     far = d2 > (1.0 + border) * np.maximum(d2[:, :1], 0.0)
     far[:, 0] = False
     return np.where(far, -1, dest)
@@ -178,6 +180,13 @@ def _partition_rows(block: PreparedBlock, dest: np.ndarray, p: int):
     return rows.astype(np.int64) + block.offset, block.x32[rows]
 
 
+def _partition_rows_of_blocks(blocks: list, dests: list, p: int):
+    """The rows of several blocks (those held by one worker) routed to partition ``p``, as one
+    piece: one task per worker and partition instead of one per block and partition."""
+    pieces = [_partition_rows(b, dst, p) for b, dst in zip(blocks, dests)]
+    return np.concatenate([q[0] for q in pieces]), np.concatenate([q[1] for q in pieces])
+
+
 def _brute_force_partition(x64: np.ndarray, k: int):
     d2 = ((x64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=2) if x64.shape[0] <= 512 else _gram_sqdist(x64)
     np.fill_diagonal(d2, np.inf)
@@ -194,6 +203,10 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
     """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
     ids = np.concatenate([p[0] for p in pieces])
     x32 = np.concatenate([p[1] for p in pieces])
+    if ids.size > 1 and np.any(ids[1:] < ids[:-1]):
+        # rows in id order whatever pieces they came in (the graph depends on the row order)
+        order = np.argsort(ids, kind="stable")
+        ids, x32 = ids[order], x32[order]
     s = ids.shape[0]
     kk = min(k, s - 1)
     nbr_ids = np.full((s, k), K.ID_SENTINEL, dtype=np.int64)
@@ -230,15 +243,15 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
     return ids, nbr_ids, sqd
 
 
-def _rows_of_block(part, lo: int, hi: int):
-    """The candidate lists of one partition's rows that lie in block ``lo .. hi - 1``."""
+def _rows_in_range(part, lo: int, hi: int):
+    """The candidate lists of one partition's rows with global ids ``lo .. hi - 1``."""
     ids, nbr, sqd = part
     sel = (ids >= lo) & (ids < hi)
     return ids[sel], nbr[sel], sqd[sel]
 
 
-def _fold_block(acc, pieces: list, lo: int, hi: int, k: int):
-    """Fold partitions' candidate lists of block ``lo .. hi - 1`` into its running best-k lists.
+def _fold_rows(acc, pieces: list, lo: int, hi: int, k: int):
+    """Fold partitions' candidate lists of rows ``lo .. hi - 1`` into their running best-k lists.
 
     Per row the pooled lists are deduplicated by id and the k best kept by (squared distance,
     id); equal ids carry equal distances, so the result does not depend on the order in which
@@ -252,13 +265,9 @@ def _fold_block(acc, pieces: list, lo: int, hi: int, k: int):
     return K.merge_row_candidates(ids - lo, nbr, sqd, hi - lo, k)
 
 
-def _init_group(pairs: list):
-    """A fold group's running lists from the (neighbours, sqdist) pairs of its blocks."""
-    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
-
-
-def _pair(a, b):
-    return a, b
+def _init_group(neighbors: list, sqdist: list):
+    """A fold group's running lists from the (neighbours, sqdist) blocks of its rows."""
+    return np.concatenate(neighbors), np.concatenate(sqdist)
 
 
 def _rows_of_group(acc, j: int, lo: int, hi: int):
@@ -326,7 +335,7 @@ def approximate_knn(
         Exact squared distances of the neighbours found. Both arrays are backed by the
         fold-group futures already submitted (nothing is recomputed when they are persisted).
     """
-    from distributed import as_completed, futures_of
+    from distributed import as_completed, futures_of, wait
 
     offsets = [int(o) for o in np.concatenate([[0], np.cumsum(row_chunks)[:-1]])]
     ends = [o + int(m) for o, m in zip(offsets, row_chunks)]
@@ -344,10 +353,24 @@ def approximate_knn(
         fold_bytes = _fold_budget(client)
     row_bytes = 8 + 16 * k  # id, int64 neighbour ids and float64 squared distances
 
+    # the blocks each worker holds: a partition's rows are gathered by one task per worker
+    # (pinned there), not one per block (measured at 2M rows: 5,535 tiny tasks for 45 partitions)
+    wait(block_futs)  # where each block lives (the routing needs them all anyway)
+    holders = client.who_has(block_futs)
+    by_worker: dict = {}
+    for i, f in enumerate(block_futs):
+        w = sorted(holders.get(f.key) or [""])[0]  # "": lost meanwhile, the scheduler places it
+        by_worker.setdefault(w, []).append(i)
+    holder_groups = sorted(by_worker.items(), key=lambda kv: kv[1][0])
+
     def gather(p):
         # ahead of the builds: a worker runs these before the build queued behind them
-        return client.map(_partition_rows, block_futs, dest, [p] * B, key=[f"{main}-rows-{p}-{i}" for i in range(B)],
-                          priority=GATHER_PRIORITY)
+        return [
+            client.submit(_partition_rows_of_blocks, [block_futs[i] for i in idx], [dest[i] for i in idx], p,
+                          key=f"{main}-rows-{p}-{g}", priority=GATHER_PRIORITY,
+                          workers=[w] if w else None, allow_other_workers=bool(w))
+            for g, (w, idx) in enumerate(holder_groups)
+        ]
 
     def submit(p, rows, worker):
         # pinned (loosely: elsewhere if that worker is gone) to the worker that just finished a
@@ -381,10 +404,10 @@ def approximate_knn(
     if init is None:
         acc: list = [None] * G
     else:
-        pair = dask.delayed(_pair, pure=True)
-        pairs = [pair(a, b) for a, b in zip(init[0].to_delayed().ravel(), init[1].to_delayed().ravel())]
+        nb, sq = init[0].to_delayed().ravel(), init[1].to_delayed().ravel()
         init_group = dask.delayed(_init_group, pure=True)
-        acc = client.compute([init_group(pairs[starts[g] : starts[g + 1]]) for g in range(G)])
+        acc = client.compute([init_group(list(nb[starts[g] : starts[g + 1]]), list(sq[starts[g] : starts[g + 1]]))
+                              for g in range(G)])
     pending: list = []
     held = 0.0
     n_folds = 0
@@ -392,7 +415,7 @@ def approximate_knn(
     def fold(batch):
         nonlocal acc, n_folds
         per_group = [[t[g] for _, t in batch] for g in range(G)]
-        acc = client.map(_fold_block, acc, per_group, g_lo, g_hi, k=k,
+        acc = client.map(_fold_rows, acc, per_group, g_lo, g_hi, k=k,
                          key=[f"{main}-fold{n_folds}-{g}" for g in range(G)])
         n_folds += 1
 
@@ -402,7 +425,7 @@ def approximate_knn(
         p = int(fut.key.rsplit("-", 1)[1])
         # split by fold group at once (ahead of the next build on that worker): the pieces are
         # ready when the fold comes, which then runs alone (one task per group, not per block)
-        takes = client.map(_rows_of_block, [fut] * G, g_lo, g_hi, key=[f"{main}-take-{p}-{g}" for g in range(G)],
+        takes = client.map(_rows_in_range, [fut] * G, g_lo, g_hi, key=[f"{main}-take-{p}-{g}" for g in range(G)],
                            priority=GATHER_PRIORITY)
         pending.append((p, takes))
         held += plan.expected_sizes[p] * row_bytes

@@ -271,3 +271,17 @@ def test_background_warm_holds_the_build_lock_until_compiled():
         assert approx.warm_workers(client, wait=False) == 1
         assert list(client.run(lambda: approx._BUILD_LOCK.locked()).values()) == [True]
         assert approx.warm_workers(client, wait=False) == 0  # once per worker
+
+
+def test_a_partition_graph_does_not_depend_on_how_its_rows_arrive():
+    # rows come in one piece per worker, in any order of blocks: the build sorts them by id
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    ids = np.sort(rng.choice(10_000, 3000, replace=False))
+    pieces = [(ids[i : i + 500], x[i : i + 500]) for i in range(0, 3000, 500)]
+    shuffled = [pieces[j] for j in (3, 0, 5, 1, 4, 2)]
+    a = approx._build_partition(pieces, 10, 7, 1.2, 40)
+    b = approx._build_partition(shuffled, 10, 7, 1.2, 40)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(a[0], ids)
