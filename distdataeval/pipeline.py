@@ -323,9 +323,15 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
             sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border,
             min_partitions=_min_partitions(n),
         )
-        # its candidates fold straight into the first graph (no second graph held beside it)
-        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60, init=(nbr, sqd))
+        # its candidates fold straight into the first graph (no second graph held beside it);
+        # handed over in a list that approximate_knn empties, so the first graph is freed as
+        # soon as the running lists are built from it
+        first_graph = [nbr, sqd]
+        del nbr, sqd
+        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60,
+                               init=first_graph)
         nbr, sqd = client.persist(list(more))
+        del more
         first = recall
         recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k)
         log.info(

@@ -326,7 +326,8 @@ def approximate_knn(
     ``init``, a (neighbors, sqdist) pair of persisted Dask arrays with the same row chunks, seeds
     the running lists: a second search pass folds its candidates straight into the first pass's
     graph (the best k of the union, deduplicated by id) instead of building a second graph and
-    merging the two, which held three graphs at once.
+    merging the two, which held three graphs at once. Given as a list, it is emptied once the
+    running lists are submitted, so (with no other reference left) the first graph is freed.
 
     Returns
     -------
@@ -408,6 +409,11 @@ def approximate_knn(
         init_group = dask.delayed(_init_group, pure=True)
         acc = client.compute([init_group(list(nb[starts[g] : starts[g + 1]]), list(sq[starts[g] : starts[g + 1]]))
                               for g in range(G)])
+        # the running lists are a copy: drop our references to the first graph so the scheduler
+        # frees it once they are built (measured at 10M rows: both held, 2 GB more per worker)
+        del nb, sq
+        if isinstance(init, list):
+            init.clear()
     pending: list = []
     held = 0.0
     n_folds = 0

@@ -178,7 +178,7 @@ def test_second_pass_folds_into_the_first_graph_as_the_best_k_of_the_union(data,
         plan_b = approx.plan_partitions(sample, len(x), 5000, 1, config.seed_sequence("knn", 2))
         first = dask_client.persist(list(approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_a, config.seed_sequence("knn", 1), *weak)))
         second = approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_b, config.seed_sequence("knn", 3), *weak)
-        folded = approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_b, config.seed_sequence("knn", 3), *weak, init=first)
+        folded = approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan_b, config.seed_sequence("knn", 3), *weak, init=tuple(first))
     (na, sa), (nb, sb), (nf, sf) = (dask_client.gather(dask_client.compute(list(g))) for g in (first, second, folded))
     assert plan_a.overlap == 1 and plan_b.n_partitions >= 2
     assert (na != nb).any()  # the two passes found different lists
@@ -285,3 +285,32 @@ def test_a_partition_graph_does_not_depend_on_how_its_rows_arrive():
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
     np.testing.assert_array_equal(a[0], ids)
+
+
+def test_a_first_graph_handed_over_in_a_list_is_released(data, dask_client):
+    # the second pass's running lists copy the first graph: holding both cost 2 GB per worker
+    # at 10M rows, so a first graph given as a list is dropped once the lists are built from it
+    import time
+
+    from distributed import futures_of, wait
+
+    x = data[0]
+    xd = da.from_array(x, chunks=(3000, x.shape[1]))
+    blocks = dask_client.persist(prepare_blocks(xd, x.astype(np.float64).mean(axis=0)))
+    sample = x.astype(np.float64)[::3] - x.astype(np.float64).mean(axis=0)
+    with config.use_seed(0):
+        plan = approx.plan_partitions(sample, len(x), 5000, 1, config.seed_sequence("knn", 0))
+        handed = dask_client.persist(list(approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 1))))
+        keys = [f.key for g in handed for f in futures_of(g)]
+        out = dask_client.persist(list(approx.approximate_knn(dask_client, blocks, xd.chunks[0], 25, plan, config.seed_sequence("knn", 3), init=handed)))
+    assert handed == []
+    wait([f for g in out for f in futures_of(g)])
+
+    def held(dask_scheduler, keys=keys):
+        return sum(k in dask_scheduler.tasks for k in keys)
+
+    deadline = time.time() + 10
+    while dask_client.run_on_scheduler(held) and time.time() < deadline:
+        time.sleep(0.1)
+    assert dask_client.run_on_scheduler(held) == 0
+    assert np.isfinite(np.asarray(out[1])).all()
