@@ -111,8 +111,9 @@ def test_a_worker_killed_during_knn(tmp_path):
                "--set", "cluster.local.n-workers=1")
     hit = Job("--input", source, "--output", str(tmp_path / "hit.zarr"), *approx)
     pids = hit.wait_for(lambda e: e["event"] == "cluster")["worker_pids"]
-    # pynndescent compiled on the workers: the partitioned searches are now running
-    hit.wait_for(lambda e: "pynndescent compiled" in e["message"])
+    # partitions planned: the builds are submitted now (each waits for its worker's background
+    # pynndescent compile, started before validation)
+    hit.wait_for(lambda e: "k-NN approx:" in e["message"] and "partitions" in e["message"])
     before = {p: _cpu_ticks(p) for p in pids}
     time.sleep(1.0)
     busiest = max(pids, key=lambda p: _cpu_ticks(p) - before[p])
