@@ -21,14 +21,17 @@ def _mean_distance(sqdist: np.ndarray) -> np.ndarray:
 
 
 def ratio_scores(intra_sq: np.ndarray, extra_sq: np.ndarray) -> np.ndarray:
-    """float32 (m,) intra / extra mean neighbour distance.
+    """float32 (m,) intra / extra mean neighbour distance (see :func:`ratio_of_means`)."""
+    return ratio_of_means(_mean_distance(intra_sq), _mean_distance(extra_sq))
+
+
+def ratio_of_means(intra: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """float32 (m,) intra / extra, from the mean neighbour distances.
 
     Rules beyond DataEval's formula: no intra-class neighbour (a class of one sample) gives
     ``inf``; an extra-class mean of 0 gives ``inf`` (or 1.0 when the intra mean is 0 too: the
     sample sits exactly on samples of its own and of another class).
     """
-    intra = _mean_distance(intra_sq)
-    extra = _mean_distance(extra_sq)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = intra / extra
     score = np.where((intra == 0) & (extra == 0), 1.0, score)
@@ -140,11 +143,21 @@ def score_rows(result: tuple, k: int, sample_ids: np.ndarray) -> tuple:
     sampled : (ndarray, ndarray, ndarray)
         Ids of the rows of ``sample_ids`` present here and their intra / extra squared
         distances (s, k).
+    means : ndarray of float64, shape (m, 2)
+        Intra- and extra-class mean neighbour distance per row.
+    open_rows : (ndarray, ndarray)
+        Ids of the rows with fewer than k intra-class neighbours and their suggestions (u, 2),
+        whatever their score: a later intra-class search may flag them.
     """
     ids, (same, other) = result
-    scores = ratio_scores(same.sqdist[:, :k], other.sqdist[:, :k])
+    means = np.stack([_mean_distance(same.sqdist[:, :k]), _mean_distance(other.sqdist[:, :k])], axis=1)
+    scores = ratio_of_means(means[:, 0], means[:, 1])
     found = np.stack([np.isfinite(same.sqdist[:, :k]).sum(axis=1), np.isfinite(other.sqdist[:, :k]).sum(axis=1)], axis=1)
     local = np.flatnonzero(scores >= THRESHOLD)
     pick = np.flatnonzero(np.isin(ids, sample_ids))
     sampled = (ids[pick], same.sqdist[pick, :k], other.sqdist[pick, :k])
-    return ids, scores, found.astype(np.int32), ids[local], suggest(other.labels[local, :k]), sampled
+    open_ = np.flatnonzero(found[:, 0] < k)
+    return (
+        ids, scores, found.astype(np.int32), ids[local], suggest(other.labels[local, :k]), sampled, means,
+        (ids[open_], suggest(other.labels[open_, :k])),
+    )

@@ -23,6 +23,10 @@ import numpy as np
 
 QUERY_SLAB = 1024
 REF_SLAB = 4096
+# the cell search's candidate GEMM runs in float32 on slabs that stay in cache (512 x 1024 x 4 B
+# = 2 MiB); the kept candidates are recomputed exactly in float64 as everywhere else
+CELL_QUERY_SLAB = 512
+CELL_REF_SLAB = 1024
 MODES = ("all", "same", "other")
 
 
@@ -399,33 +403,39 @@ def search_cell(
     codes = [MODE_CODES[mode] for mode in modes]
     fused = tuple(modes) == ("same", "other")
     heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
+    qx32 = qx.astype(np.float32)
+    cells32 = [c.x.astype(np.float32) for c in cells]
     for ci, (cid, r) in enumerate(zip(cell_ids, cells)):
         sel = np.flatnonzero((probes == cid).any(axis=1))
         if sel.size == 0:
             continue
         subs = [(hd[sel], hi[sel]) for hd, hi in heaps]
-        for qs in range(0, sel.size, QUERY_SLAB):
-            qe = min(sel.size, qs + QUERY_SLAB)
+        rx32 = cells32[ci]
+        for qs in range(0, sel.size, CELL_QUERY_SLAB):
+            qe = min(sel.size, qs + CELL_QUERY_SLAB)
             qsel = sel[qs:qe]
-            for rs in range(0, r.ids.size, REF_SLAB):
-                re = min(r.ids.size, rs + REF_SLAB)
-                gram = qx[qsel] @ r.x[rs:re].T
+            qb, qsq, qid, qlab = qx32[qsel], q_sq[qsel], q_union[qsel], q_lab[qsel]
+            for rs in range(0, r.ids.size, CELL_REF_SLAB):
+                re = min(r.ids.size, rs + CELL_REF_SLAB)
+                gram = qb @ rx32[rs:re].T
                 if fused:
                     push_same_other(
-                        gram, q_sq[qsel], r.sqnorm[rs:re], int(offs[ci] + rs), q_union[qsel], q_lab[qsel],
-                        r.labels[rs:re], subs[0][0][qs:qe], subs[0][1][qs:qe], subs[1][0][qs:qe], subs[1][1][qs:qe],
+                        gram, qsq, r.sqnorm[rs:re], int(offs[ci] + rs), qid, qlab, r.labels[rs:re],
+                        subs[0][0][qs:qe], subs[0][1][qs:qe], subs[1][0][qs:qe], subs[1][1][qs:qe],
                     )
                     continue
                 for code, (hd, hi) in zip(codes, subs):
                     push_masked(
-                        gram, q_sq[qsel], r.sqnorm[rs:re], int(offs[ci] + rs), q_union[qsel], q_lab[qsel],
-                        r.labels[rs:re], code, True, hd[qs:qe], hi[qs:qe],
+                        gram, qsq, r.sqnorm[rs:re], int(offs[ci] + rs), qid, qlab, r.labels[rs:re], code, True,
+                        hd[qs:qe], hi[qs:qe],
                     )
         for (hd, hi), (sd, si) in zip(heaps, subs):
             hd[sel] = sd
             hi[sel] = si
     if other_ids is not None and "other" in modes:
-        _search_other_cells(cell_ids, cells, offs, np.asarray(other_ids), probes, qx, q_sq, q_lab, *heaps[modes.index("other")])
+        _search_other_cells(
+            cell_ids, cells32, cells, offs, np.asarray(other_ids), probes, qx32, q_sq, q_lab, *heaps[modes.index("other")]
+        )
     out = []
     for hd, hi in heaps:
         sq = np.full((m, k), np.inf)
@@ -437,9 +447,10 @@ def search_cell(
     return home.ids[rows], tuple(out)
 
 
-def _search_other_cells(cell_ids, cells, offs, other_ids, probes, qx, q_sq, q_lab, hd, hi) -> None:
+def _search_other_cells(cell_ids, cells32, cells, offs, other_ids, probes, qx32, q_sq, q_lab, hd, hi) -> None:
     """Offer to the "other" heaps (hd, hi) the rows of another class of the cells ``other_ids``
-    (positions in the union of ``cells`` as ids), query rows grouped by label."""
+    (positions in the union of ``cells`` as ids), query rows grouped by label; ``cells32`` and
+    ``qx32`` are the float32 rows the candidate GEMM runs on."""
     for cid in other_ids:
         ci = int(np.flatnonzero(cell_ids == cid)[0])
         r = cells[ci]
@@ -452,15 +463,14 @@ def _search_other_cells(cell_ids, cells, offs, other_ids, probes, qx, q_sq, q_la
             if refs.size == 0:
                 continue
             sub_d, sub_i = hd[qsel], hi[qsel]
-            for rs in range(0, refs.size, REF_SLAB):
-                rr = refs[rs : rs + REF_SLAB]
-                rx = r.x[rr]
-                for qs in range(0, qsel.size, QUERY_SLAB):
-                    qq = qsel[qs : qs + QUERY_SLAB]
-                    push_indexed(
-                        qx[qq] @ rx.T, q_sq[qq], r.sqnorm[rr], offs[ci] + rr, sub_d[qs : qs + QUERY_SLAB],
-                        sub_i[qs : qs + QUERY_SLAB],
-                    )
+            qb, qsq = qx32[qsel], q_sq[qsel]
+            for rs in range(0, refs.size, CELL_REF_SLAB):
+                rr = refs[rs : rs + CELL_REF_SLAB]
+                rx = cells32[ci][rr]
+                r_sq, r_pos = r.sqnorm[rr], offs[ci] + rr
+                for qs in range(0, qsel.size, CELL_QUERY_SLAB):
+                    qe = qs + CELL_QUERY_SLAB
+                    push_indexed(qb[qs:qe] @ rx.T, qsq[qs:qe], r_sq, r_pos, sub_d[qs:qe], sub_i[qs:qe])
             hd[qsel] = sub_d
             hi[qsel] = sub_i
 
@@ -498,3 +508,89 @@ def cell_label_counts(route) -> tuple:
 def rows_block(x: np.ndarray, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray) -> tuple:
     """Selected rows (any ids) prepared as a query SearchBlock, with their ids."""
     return np.asarray(ids, dtype=np.int64), prepare_search_block(x, 0, centre, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact same-class search of selected rows: the intra-class fallback of label_errors' approx
+# mode. A row's intra-class neighbours lie in its own class, so only that class's rows are read.
+# ---------------------------------------------------------------------------------------------
+
+
+def split_by_label(block: SearchBlock, wanted: np.ndarray) -> tuple:
+    """The rows of one block whose label is in ``wanted`` (sorted codes), grouped by label.
+
+    Returns
+    -------
+    tuple
+        (labels present, start of each, ids, x, sqnorm); ids ascend within a label.
+    """
+    keep = np.flatnonzero(np.isin(block.labels, wanted))
+    order = keep[np.argsort(block.labels[keep], kind="stable")]
+    present, starts = np.unique(block.labels[order], return_index=True)
+    return present, starts, (block.offset + order).astype(np.int64), block.x[order], block.sqnorm[order]
+
+
+def _label_piece(split: tuple, code: int):
+    present, starts, ids, x, sq = split
+    pos = int(np.searchsorted(present, code))
+    if pos == present.size or present[pos] != code:
+        return None
+    s = slice(starts[pos], starts[pos + 1] if pos + 1 < present.size else ids.size)
+    return ids[s], x[s], sq[s]
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_at(qx, rx, pos, out_sq):
+    """Squared distances (direct differences) of each query row to the rows ``pos`` of rx."""
+    m, k = pos.shape
+    d = qx.shape[1]
+    for i in range(m):
+        for t in range(k):
+            p = pos[i, t]
+            if p < 0:
+                continue
+            acc = 0.0
+            for f in range(d):
+                diff = qx[i, f] - rx[p, f]
+                acc += diff * diff
+            out_sq[i, t] = acc
+
+
+def search_label_rows(q: tuple, code: int, splits: list, k: int) -> Neighbours:
+    """Exact ``k`` nearest rows of label ``code`` of every query row, among that label's rows in
+    ``splits`` (from :func:`split_by_label`); a query row may find itself (callers ask for one
+    more and drop it).
+
+    Parameters
+    ----------
+    q : (ndarray of int64, SearchBlock)
+        Query ids and rows (centred like the splits).
+    code : int
+    splits : list of tuple
+    k : int
+
+    Returns
+    -------
+    Neighbours
+        Global ids, exact squared distances ordered by (distance, id), labels ``code``.
+    """
+    _ids, qb = q
+    m = qb.n_rows
+    pieces = [p for p in (_label_piece(s, code) for s in splits) if p is not None]
+    heap_d = np.full((m, k), np.inf)
+    heap_i = np.full((m, k), -1, np.int64)
+    if not pieces:
+        return Neighbours(heap_i, heap_d, np.full((m, k), -1, np.int64))
+    r_ids = np.concatenate([p[0] for p in pieces])
+    rx = np.concatenate([p[1] for p in pieces])
+    r_sq = np.concatenate([p[2] for p in pieces])
+    positions = np.arange(r_ids.size, dtype=np.int64)
+    for qs in range(0, m, QUERY_SLAB):
+        qe = min(m, qs + QUERY_SLAB)
+        for rs in range(0, r_ids.size, REF_SLAB):
+            re = min(r_ids.size, rs + REF_SLAB)
+            push_indexed(qb.x[qs:qe] @ rx[rs:re].T, qb.sqnorm[qs:qe], r_sq[rs:re], positions[rs:re], heap_d[qs:qe], heap_i[qs:qe])
+    sq = np.full((m, k), np.inf)
+    _exact_at(qb.x, rx, heap_i, sq)
+    gids = np.where(heap_i >= 0, r_ids[np.maximum(heap_i, 0)], -1)
+    return _select(gids, sq, np.where(heap_i >= 0, code, -1).astype(np.int64), k)

@@ -120,6 +120,7 @@ from distdataeval.evaluators.masked_search import (
     prepare_search_blocks,
     probe_summaries,
     route_to_cells,
+    same_class_knn,
 )
 from distdataeval.io.source import check_scan, open_source, scan_source
 from distdataeval.pipeline import LowRecallWarning
@@ -406,15 +407,43 @@ def label_errors(
     )
 
 
-def _collect(parts: list, scores, found, flagged: dict, sampled: dict) -> None:
-    """Write score_rows outputs into the driver's arrays (later parts overwrite earlier ones)."""
-    for ids, sc, fd, fl, sug, (s_ids, s_intra, s_extra) in parts:
+def _collect(parts: list, scores, found, flagged: dict, sampled: dict, means=None, pending=None) -> None:
+    """Write score_rows outputs into the driver's arrays (later parts overwrite earlier ones);
+    ``means`` (n, 2) and ``pending`` (id -> suggestions of rows short of intra-class
+    neighbours) when given."""
+    for ids, sc, fd, fl, sug, (s_ids, s_intra, s_extra), mean, (o_ids, o_sug) in parts:
         scores[ids] = sc
         found[ids] = fd
         for i in set(flagged).intersection(ids.tolist()):  # a re-searched row drops its earlier flag
             del flagged[i]
         flagged.update({int(i): row for i, row in zip(fl, sug)})
         sampled.update({int(i): (a, b) for i, a, b in zip(s_ids, s_intra, s_extra)})
+        if means is not None:
+            means[ids] = mean
+            pending.update({int(i): row for i, row in zip(o_ids, o_sug)})
+
+
+def _collect_intra(parts: list, k: int, scores, found, flagged: dict, sampled: dict, means, pending: dict) -> None:
+    """Replace the intra-class lists of rows searched again within their class: new intra mean,
+    score from the extra mean the cell search found, flag and suggestions updated."""
+    for ids, nb in parts:
+        intra = LK._mean_distance(nb.sqdist[:, :k])
+        means[ids, 0] = intra
+        found[ids, 0] = np.isfinite(nb.sqdist[:, :k]).sum(axis=1)
+        scores[ids] = LK.ratio_of_means(intra, means[ids, 1])
+        for i, sc, row in zip(ids.tolist(), scores[ids].tolist(), nb.sqdist[:, :k]):
+            if sc >= LK.THRESHOLD:
+                flagged[i] = pending[i]
+            else:
+                flagged.pop(i, None)
+            if i in sampled:
+                sampled[i] = (row, sampled[i][1])
+
+
+def _by_priority(rows: np.ndarray, expected: np.ndarray, found: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``rows`` ordered by neighbours missing (most first), then score (highest first), then id."""
+    missing = (expected[rows] - found[rows]).sum(axis=1)
+    return rows[np.lexsort((rows, -scores[rows].astype(np.float64), -missing))]
 
 
 def _distance_recall(approx_sq: np.ndarray, exact_sq: np.ndarray) -> float:
@@ -535,43 +564,55 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     del routes, cells, searches
     scores = np.zeros(n, np.float32)
     found = np.zeros((n, 2), np.int32)
+    means = np.zeros((n, 2))
     flagged: dict = {}
     sampled: dict = {}
-    _collect(parts, scores, found, flagged, sampled)
+    pending: dict = {}
+    _collect(parts, scores, found, flagged, sampled, means, pending)
+    del parts
     t_search = time.perf_counter() - t0
     # 4. rows with fewer neighbours than they have: exact search (bounded)
     own = counts[codes]
     expected = np.stack([np.minimum(k_eff, own - 1), np.minimum(k_eff, n - own)], axis=1)
-    short = np.flatnonzero((found < expected).any(axis=1))
-    fallback = short
-    if short.size > FALLBACK_MAX_ROWS:
-        # the rows missing most neighbours first, then the highest scores (a partial extra-class
-        # list underestimates the extra distance, so overestimates the score)
-        missing = (expected[short] - found[short]).sum(axis=1)
-        order = np.lexsort((short, -scores[short].astype(np.float64), -missing))
-        fallback = np.sort(short[order[:FALLBACK_MAX_ROWS]])
+    short_of = found < expected
+    short = np.flatnonzero(short_of.any(axis=1))
+    # (a) short of extra-class neighbours: searched over all rows, at most FALLBACK_MAX_ROWS; the
+    # rows missing most neighbours first, then the highest scores (a partial extra-class list
+    # underestimates the extra distance, so overestimates the score)
+    fallback = _by_priority(np.flatnonzero(short_of[:, 1]), expected, found, scores)[:FALLBACK_MAX_ROWS]
+    # (b) short of intra-class neighbours only (e.g. a mislabelled row far from its class):
+    # searched exactly among the rows of its own class, up to FALLBACK_MAX_ROWS x n distances
+    only_intra = _by_priority(np.flatnonzero(short_of[:, 0] & ~short_of[:, 1]), expected, found, scores)
+    cost = np.cumsum(counts[codes[only_intra]])
+    in_class = only_intra[: int(np.searchsorted(cost, FALLBACK_MAX_ROWS * n, side="right"))]
+    fallback, in_class = np.sort(fallback), np.sort(in_class)
+    covered = fallback.size + in_class.size
+    if covered < short.size:
         warnings.warn(
             f"label_errors approx: {short.size} rows found fewer neighbours than they have in their {p} probed "
-            f"cells; {fallback.size} of them were searched exactly, the rest keep partial neighbour lists "
+            f"cells; {covered} of them were searched exactly, the rest keep partial neighbour lists "
             "(raise nprobe, or use search='exact')",
             LowRecallWarning,
             stacklevel=3,
         )
     t_fb = time.perf_counter()
-    if fallback.size:
-        extra = exact_rows_knn(x, fallback, centre, codes, blocks, chunks, k_eff, modes, d=d)
-        _collect(c.compute([score(r, k_eff, sample_ids) for r in extra], sync=True), scores, found, flagged, sampled)
+    full = [score(r, k_eff, sample_ids) for r in exact_rows_knn(x, fallback, centre, codes, blocks, chunks, k_eff, modes, d=d)]
+    intra = same_class_knn(x, in_class, centre, codes, blocks, k_eff, d=d)
+    done = c.compute(full + intra, sync=True)
+    _collect(done[: len(full)], scores, found, flagged, sampled)
+    _collect_intra(done[len(full) :], k_eff, scores, found, flagged, sampled, means, pending)
+    del done, pending
     t_fb = time.perf_counter() - t_fb
     # 5. recall: sampled rows (and some flagged rows) searched exactly
     t_rec = time.perf_counter()
     recall = _measure_recall(
-        c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, short.size, fallback.size,
+        c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, short.size, covered,
         centroids.shape[0], p, min(nprobe_other, max(homes.size - 1, 0)),
     )
     log.info(
-        "label_errors approx: %d cells, nprobe %d: cells + search %.1f s, %d short rows (%d searched exactly, %.1f s), "
-        "recall measured in %.1f s: %s",
-        centroids.shape[0], p, t_search, short.size, fallback.size, t_fb, time.perf_counter() - t_rec, recall,
+        "label_errors approx: %d cells, nprobe %d: cells + search %.1f s, %d short rows (%d searched exactly over all "
+        "rows, %d within their class, %.1f s), recall measured in %.1f s: %s",
+        centroids.shape[0], p, t_search, short.size, fallback.size, in_class.size, t_fb, time.perf_counter() - t_rec, recall,
     )
     if recall.rows and min(recall.intra, recall.extra) < recall_target:
         warnings.warn(

@@ -255,3 +255,74 @@ def exact_rows_knn(
         tiles = [tile(q, [refs[j] for j in group], k + 1, modes) for group in _groups(ref_chunks, d)]
         out.append(merge(tiles, k, modes))
     return out
+
+
+def _class_tile(q, code, splits, k):
+    with limit_threads(1):
+        return K.search_label_rows(q, code, splits, k)
+
+
+def _merge_class(q, parts, k):
+    ids = q[0]
+    return ids, K.drop_self(K.merge_neighbours(list(parts), k + 1), ids, k)
+
+
+def same_class_knn(
+    x: da.Array, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray, blocks: list, k: int, *, d: int,
+    query_rows: int = 2048,
+) -> list:
+    """Lazy exact k nearest rows *of their own class* of the rows ``ids`` (any order).
+
+    Each class's query rows are compared only with the rows of that class: one pass over the
+    row blocks splits them by label (only the classes asked for), and a task compares a group
+    of query rows of one class with that class's rows of a group of blocks (at most
+    ``GROUP_BYTES`` of rows). Work: sum over classes of (query rows x class rows) x d.
+
+    Parameters
+    ----------
+    x : dask array, shape (n, d)
+    ids : ndarray of int64
+        Rows to search.
+    centre : ndarray of float64, shape (d,)
+    labels : ndarray of int64, shape (n,)
+        Label codes of all rows (the same as in ``blocks``).
+    blocks : list of Delayed SearchBlock
+        All rows (from :func:`prepare_search_blocks` with the same centre and labels).
+    k : int
+    d : int
+    query_rows : int
+        Query rows per task group.
+
+    Returns
+    -------
+    list of Delayed
+        Per group of query rows: (their ids, Neighbours); a row is never its own neighbour.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return []
+    chunks = x.chunks[0]
+    wanted = np.unique(labels[ids])
+    split = dask.delayed(K.split_by_label, pure=True)
+    token = dask.base.tokenize(x.name, ids, centre, k)
+    splits = [split(b, wanted, dask_key_name=f"lsplit-{token}-{j}") for j, b in enumerate(blocks)]
+    # rows of each wanted class per block (from the labels on the driver)
+    block_of = np.repeat(np.arange(len(chunks)), chunks)
+    pairs, counts = np.unique(np.stack([labels, block_of]), axis=1, return_counts=True)
+    prep = dask.delayed(K.rows_block, pure=True)
+    tile = dask.delayed(_class_tile, pure=True)
+    merge = dask.delayed(_merge_class, pure=True)
+    out = []
+    for code in wanted:
+        here = (pairs[0] == code)
+        class_blocks, class_counts = pairs[1][here], counts[here]
+        sizes = np.zeros(len(chunks), np.int64)
+        sizes[class_blocks] = class_counts
+        groups = group_blocks(class_blocks.tolist(), tuple(sizes.tolist()), 8 * d + 16, GROUP_BYTES)
+        rows = np.sort(ids[labels[ids] == code])
+        for s in range(0, rows.size, query_rows):
+            part = rows[s : s + query_rows]
+            q = prep(x[part].rechunk(-1).to_delayed().ravel()[0], part, centre, labels[part])
+            parts = [tile(q, int(code), [splits[j] for j in g], k + 1) for g in groups]
+            out.append(merge(q, parts, k))
+    return out

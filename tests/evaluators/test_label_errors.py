@@ -402,3 +402,74 @@ def test_other_cells_nearest_first_and_budget_cut():
     assert all(len(v) == 2 for v in cut.values())
     tiny = _nearest_other_cells(centroids, homes, 3, other, budget=1)
     np.testing.assert_array_equal(tiny[0], [1])
+
+
+def _mislabelled_islands(seed: int = 4):
+    """Three far-apart classes of 400 rows; 10 rows in class 0's region labelled 1."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1, 2], 400)
+    x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
+    wrong = np.sort(rng.choice(400, 10, replace=False))
+    y = y.copy()
+    y[wrong] = 1
+    return x, y, wrong
+
+
+def test_approx_intra_short_rows_searched_within_their_class(dask_client, monkeypatch):
+    """A mislabelled row far from its class finds (almost) none of its class in its one probed
+    cell: it is short of intra-class neighbours only, and is searched exactly among its class's
+    rows, which gives it the brute-force score (its extra-class list is exact: nprobe_other
+    covers every cell). Without that fallback (budget 0) it keeps the partial list, a wrong score
+    and a warning."""
+    from distdataeval import config
+    from distdataeval.evaluators import label_errors as module
+    from distdataeval.pipeline import LowRecallWarning
+
+    x, y, wrong = _mislabelled_islands()
+    ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
+    with config.use_seed(0):
+        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
+    assert out.recall.short_rows >= 10 and out.recall.fallback_rows == out.recall.short_rows
+    np.testing.assert_allclose(out.scores[wrong], ref_scores[wrong], rtol=1e-9)
+    assert set(wrong.tolist()) <= set(out.errors)
+    assert {i: out.errors[i] for i in wrong.tolist()} == {i: ref_errors[i] for i in wrong.tolist()}
+
+    monkeypatch.setattr(module, "FALLBACK_MAX_ROWS", 0)
+    with config.use_seed(0):
+        with pytest.warns(LowRecallWarning, match="rows found fewer neighbours"):
+            off = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
+    assert off.recall.fallback_rows == 0
+    assert not np.allclose(off.scores[wrong], ref_scores[wrong], rtol=1e-3)
+
+
+def test_same_class_knn_matches_per_class_brute_force(dask_client, monkeypatch):
+    """The within-class exact search: any query rows, references split into several groups of
+    blocks per class and merged, self excluded; equal to a dense per-class search."""
+    import dask.array as da
+
+    from distdataeval.evaluators import masked_search as MS
+
+    monkeypatch.setattr(MS, "GROUP_BYTES", 40 * (8 * 5 + 16))  # ~40 rows of a class per group
+    rng = np.random.default_rng(9)
+    n, d, k = 900, 5, 6
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[100] = x[101]  # a duplicate pair (distance 0)
+    codes = rng.integers(0, 4, n).astype(np.int64)
+    codes[101] = codes[100]
+    xd = da.from_array(x, chunks=(128, d))
+    centre = x.astype(np.float64).mean(axis=0)
+    blocks = MS.prepare_search_blocks(xd, centre, codes)
+    ids = np.sort(rng.choice(n, 150, replace=False))
+    ids = np.union1d(ids, [100])
+    parts = dask_client.compute(MS.same_class_knn(xd, ids[::-1], centre, codes, blocks, k, d=d, query_rows=32), sync=True)
+    got = {int(i): (nb.ids[r], nb.sqdist[r], nb.labels[r]) for q_ids, nb in parts for r, i in enumerate(q_ids)}
+    assert sorted(got) == ids.tolist()
+    x64 = x.astype(np.float64)
+    for i in ids:
+        same = np.flatnonzero((codes == codes[i]) & (np.arange(n) != i))
+        sq = ((x64[same] - x64[i]) ** 2).sum(axis=1)
+        order = np.lexsort((same, sq))[:k]
+        g_ids, g_sq, g_lab = got[int(i)]
+        np.testing.assert_array_equal(g_ids, same[order])
+        np.testing.assert_allclose(g_sq, sq[order], rtol=1e-12, atol=1e-12)
+        assert (g_lab == codes[i]).all()
