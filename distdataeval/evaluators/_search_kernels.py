@@ -405,6 +405,7 @@ def search_cell(
     heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
     qx32 = qx.astype(np.float32)
     cells32 = [c.x.astype(np.float32) for c in cells]
+    scratch = np.empty(CELL_QUERY_SLAB * CELL_REF_SLAB, np.float32)  # reused: no page faults per slab
     for ci, (cid, r) in enumerate(zip(cell_ids, cells)):
         sel = np.flatnonzero((probes == cid).any(axis=1))
         if sel.size == 0:
@@ -417,7 +418,7 @@ def search_cell(
             qb, qsq, qid, qlab = qx32[qsel], q_sq[qsel], q_union[qsel], q_lab[qsel]
             for rs in range(0, r.ids.size, CELL_REF_SLAB):
                 re = min(r.ids.size, rs + CELL_REF_SLAB)
-                gram = qb @ rx32[rs:re].T
+                gram = np.matmul(qb, rx32[rs:re].T, out=scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs))
                 if fused:
                     push_same_other(
                         gram, qsq, r.sqnorm[rs:re], int(offs[ci] + rs), qid, qlab, r.labels[rs:re],
@@ -434,7 +435,8 @@ def search_cell(
             hi[sel] = si
     if other_ids is not None and "other" in modes:
         _search_other_cells(
-            cell_ids, cells32, cells, offs, np.asarray(other_ids), probes, qx32, q_sq, q_lab, *heaps[modes.index("other")]
+            cell_ids, cells32, cells, offs, np.asarray(other_ids), probes, qx32, q_sq, q_lab, *heaps[modes.index("other")],
+            scratch,
         )
     out = []
     for hd, hi in heaps:
@@ -447,10 +449,10 @@ def search_cell(
     return home.ids[rows], tuple(out)
 
 
-def _search_other_cells(cell_ids, cells32, cells, offs, other_ids, probes, qx32, q_sq, q_lab, hd, hi) -> None:
+def _search_other_cells(cell_ids, cells32, cells, offs, other_ids, probes, qx32, q_sq, q_lab, hd, hi, scratch) -> None:
     """Offer to the "other" heaps (hd, hi) the rows of another class of the cells ``other_ids``
     (positions in the union of ``cells`` as ids), query rows grouped by label; ``cells32`` and
-    ``qx32`` are the float32 rows the candidate GEMM runs on."""
+    ``qx32`` are the float32 rows the candidate GEMM runs on (into ``scratch``)."""
     for cid in other_ids:
         ci = int(np.flatnonzero(cell_ids == cid)[0])
         r = cells[ci]
@@ -469,8 +471,9 @@ def _search_other_cells(cell_ids, cells32, cells, offs, other_ids, probes, qx32,
                 rx = cells32[ci][rr]
                 r_sq, r_pos = r.sqnorm[rr], offs[ci] + rr
                 for qs in range(0, qsel.size, CELL_QUERY_SLAB):
-                    qe = qs + CELL_QUERY_SLAB
-                    push_indexed(qb[qs:qe] @ rx.T, qsq[qs:qe], r_sq, r_pos, sub_d[qs:qe], sub_i[qs:qe])
+                    qe = min(qsel.size, qs + CELL_QUERY_SLAB)
+                    gram = np.matmul(qb[qs:qe], rx.T, out=scratch[: (qe - qs) * rr.size].reshape(qe - qs, rr.size))
+                    push_indexed(gram, qsq[qs:qe], r_sq, r_pos, sub_d[qs:qe], sub_i[qs:qe])
             hd[qsel] = sub_d
             hi[qsel] = sub_i
 
