@@ -83,18 +83,28 @@ def nearest_centres(xc: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np
         b_lab = labels[r0 : r0 + row_tile]
         b_val = best[r0 : r0 + row_tile]
         for c0 in range(0, k, centre_tile):
-            scores = xr @ c[c0 : c0 + centre_tile].T
-            scores = scores.astype(np.float64, copy=False)
-            scores *= -2.0
-            scores += c_sq[c0 : c0 + centre_tile]
-            j = np.argmin(scores, axis=1)
-            v = scores[np.arange(xr.shape[0]), j]
-            better = v < b_val  # strict: an earlier centre tile keeps ties
-            b_lab[better] = j[better] + c0
-            b_val[better] = v[better]
+            _argmin_update(xr @ c[c0 : c0 + centre_tile].T, c_sq[c0 : c0 + centre_tile], c0, b_lab, b_val)
         b_val += x_sq
     np.maximum(best, 0.0, out=best)
     return labels, best
+
+
+@njit(cache=True, nogil=True)
+def _argmin_update(gram, c_sq, c0, b_lab, b_val):
+    """Per row, the centre of this tile minimising ``c_sq[j] - 2 gram[i, j]`` (in float64; the
+    first on ties), kept when strictly below the best so far (an earlier tile keeps ties)."""
+    m, kt = gram.shape
+    for i in range(m):
+        best = np.inf
+        arg = -1
+        for j in range(kt):
+            v = c_sq[j] + (-2.0 * np.float64(gram[i, j]))
+            if v < best:
+                best = v
+                arg = j
+        if best < b_val[i]:
+            b_val[i] = best
+            b_lab[i] = arg + c0
 
 
 @njit(cache=True, nogil=True)
