@@ -86,8 +86,33 @@ def section_kmeans(x, cr, client):
     (k-NN + MST + KMeans), shown against the HDBSCAN run."""
     from distdataeval import cluster
 
-    km = cluster(x, algorithm="kmeans", client=client, knn=cr.knn_method)
+    t0 = time.perf_counter()
+    km = cluster(x, algorithm="kmeans", client=client, knn="approx" if cr is None else cr.knn_method)
+    _KMEANS.update(result=km, wall=time.perf_counter() - t0)
     return f"{km.n_clusters} clusters; timings {dict((k, round(v, 1)) for k, v in km.timings.items() if isinstance(v, float))}"
+
+
+_KMEANS: dict = {}  # the "kmeans" section's result, reused by Prioritize's kmeans methods
+
+
+def _prioritize_kmeans(x, client, method):
+    from distdataeval import Prioritize
+
+    if "result" not in _KMEANS:
+        section_kmeans(x, None, client)
+    t0 = time.perf_counter()
+    out = Prioritize(method=method).evaluate(x, cluster_result=_KMEANS["result"])
+    wall = time.perf_counter() - t0
+    return (f"ranked {out.indices.size} samples reusing cluster(algorithm='kmeans') "
+            f"({_KMEANS['wall']:.2f} s): {100 * wall / _KMEANS['wall']:.1f}% of that run")
+
+
+def section_prioritize_kmeans_distance(x, cr, client):
+    return _prioritize_kmeans(x, client, "kmeans_distance")
+
+
+def section_prioritize_kmeans_complexity(x, cr, client):
+    return _prioritize_kmeans(x, client, "kmeans_complexity")
 
 
 def section_kmeans_fit(x, cr, client):
@@ -130,6 +155,8 @@ SECTIONS = {
     "prioritize_hdbscan_complexity": section_prioritize_hdbscan_complexity,
     "kmeans_fit": section_kmeans_fit,
     "kmeans": section_kmeans,
+    "prioritize_kmeans_distance": section_prioritize_kmeans_distance,
+    "prioritize_kmeans_complexity": section_prioritize_kmeans_complexity,
     "clusterer": section_clusterer,
     "label_errors": section_label_errors,
 }

@@ -611,4 +611,5 @@ def run_cluster(source: Source, plan: ClusterPlan, client, sink: ResultStore | N
         knn_recall=graph.recall,
         n_knn_components=spanning.n_knn_components,
         timings=dict(timer.timings, knn_uncertified_rows=graph.uncertified),
+        algorithm=plan.algorithm,
     )

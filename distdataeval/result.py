@@ -48,6 +48,8 @@ class ClusterResult(Mapping):
         Components of the k-NN graph before bridging.
     timings : dict
         Wall seconds per stage.
+    algorithm : str
+        ``"hdbscan"`` or ``"kmeans"``: what made ``clusters``.
     """
 
     clusters: np.ndarray
@@ -63,6 +65,7 @@ class ClusterResult(Mapping):
     n_knn_components: int
     knn_recall: float | None = None
     timings: dict = field(default_factory=dict)
+    algorithm: str = "hdbscan"
 
     @property
     def mst(self) -> np.ndarray:

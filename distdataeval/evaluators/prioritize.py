@@ -317,9 +317,11 @@ class Prioritize:
             Needed by the ``class_balanced`` policy.
         cluster_result : ClusterResult, optional
             A :func:`distdataeval.cluster` result of these embeddings, reused instead of
-            recomputing: its k-NN graph (``knn``, when k + 1 <= its width) and its HDBSCAN
-            labels (``hdbscan_*``; then ``c`` and ``max_cluster_size`` must be left unset).
-            Not used with a ``reference``. From an approx-mode result the ``knn`` scores are
+            recomputing: its k-NN graph (``knn``, when k + 1 <= its width), its HDBSCAN labels
+            (``hdbscan_*``) or its KMeans labels (``kmeans_*``, from ``algorithm="kmeans"``;
+            the centres are then the means of the clusters' rows); ``c`` and
+            ``max_cluster_size`` must be left unset, and the result must come from the
+            method's algorithm. Not used with a ``reference``. From an approx-mode result the ``knn`` scores are
             those of the approximate graph (its measured recall is ``knn_recall``).
 
         Returns
@@ -406,7 +408,7 @@ class Prioritize:
                 f"c must be < the number of samples it clusters ({fit_on.n}), got c = {self.c}"
             )
         if self.method.startswith("kmeans"):
-            centres, positions = self._kmeans(fit_on, client)
+            centres, positions = self._kmeans(fit_on, client, None if ref is not None else cluster_result)
         else:
             centres, positions = self._hdbscan(fit_on, client, None if ref is not None else cluster_result)
         if ref is not None:
@@ -419,9 +421,17 @@ class Prioritize:
         rng = config.rng_for("prioritize", METHODS.index(self.method))
         return PK.complexity_order(positions, distances, log_w, rng), None
 
-    def _kmeans(self, fit_on: _Normalised, client):
+    def _kmeans(self, fit_on: _Normalised, client, cluster_result):
         from distdataeval.kmeans import fit_kmeans
+        from distdataeval.stats import cluster_stats
 
+        if cluster_result is not None:
+            _check_reuse(cluster_result, "kmeans", self.c is not None)
+            # KMeans is scale-free, so the clustering of the raw rows is that of the normalised
+            # ones; the centres are the means of the clusters' (normalised) rows
+            labels = np.asarray(cluster_result.clusters, dtype=np.int64)
+            stats = cluster_stats(fit_on.data, labels, reassign="all", client=client)
+            return np.asarray(stats.centers, dtype=np.float64), stats.positions
         c = self.c if self.c is not None else max(1, math.isqrt(fit_on.n))
         fit = fit_kmeans(fit_on.data, c, n_init=self.n_init, client=client)
         return np.asarray(fit.centers, dtype=np.float64), np.asarray(fit.labels, dtype=np.int64)
@@ -431,10 +441,7 @@ class Prioritize:
         from distdataeval.stats import cluster_stats
 
         if cluster_result is not None:
-            if self.c is not None or self.max_cluster_size is not None:
-                raise InvalidParameterError(
-                    "c and max_cluster_size cannot be combined with cluster_result (its clustering is reused as is)"
-                )
+            _check_reuse(cluster_result, "hdbscan", self.c is not None or self.max_cluster_size is not None)
             raw = np.asarray(cluster_result.raw_labels, dtype=np.int64)
         else:
             result = cluster(
@@ -446,6 +453,20 @@ class Prioritize:
         labels = raw if (raw >= 0).any() else np.zeros_like(raw)
         stats = cluster_stats(fit_on.data, labels, reassign="all", client=client)
         return np.asarray(stats.centers, dtype=np.float64), stats.positions
+
+
+def _check_reuse(cluster_result, algorithm: str, sized: bool) -> None:
+    """A cluster_result handed to a cluster method must come from that method's algorithm, and
+    the method's own size settings cannot apply to it."""
+    made_by = getattr(cluster_result, "algorithm", "hdbscan")
+    if made_by != algorithm:
+        raise InvalidParameterError(
+            f"the {algorithm}_* methods reuse a cluster(algorithm={algorithm!r}) result; this cluster_result "
+            f"was made by {made_by!r} (run cluster(..., algorithm={algorithm!r}) or leave cluster_result out)"
+        )
+    if sized:
+        extra = "" if algorithm == "kmeans" else " and max_cluster_size"
+        raise InvalidParameterError(f"c{extra} cannot be combined with cluster_result (its clustering is reused as is)")
 
 
 def _assign(x: da.Array, centres: np.ndarray, positions: np.ndarray | None, client):

@@ -323,7 +323,7 @@ def _cluster_result(ctx):
         k_neighbors=graph.k_neighbors, k_distances=graph.k_distances, spanning_tree=tree, linkage=lab.linkage,
         noise=np.asarray(lab.noise), raw_labels=np.asarray(lab.raw_labels),
         min_cluster_size=ctx.plan.min_cluster_size, knn_method=graph.method,
-        n_knn_components=tree.n_knn_components, knn_recall=graph.recall,
+        n_knn_components=tree.n_knn_components, knn_recall=graph.recall, algorithm=ctx.plan.algorithm,
     )
 
 
@@ -384,8 +384,10 @@ def _priority_run(ctx):
 
     settings = _settings(ctx, "priority")
     result = _cluster_result(ctx)
-    if settings.get("method", "knn").startswith("kmeans") or ctx.plan.algorithm != "hdbscan":
-        result = None  # the clustering is reused only where it is the one the method needs
+    method = settings.get("method", "knn")
+    sized = settings.get("c") is not None or settings.get("max_cluster_size") is not None
+    if method != "knn" and (method.split("_")[0] != ctx.plan.algorithm or sized):
+        result = None  # the clustering is reused only where it is the one the method asks for
     out = Prioritize(**settings, client=ctx.client).evaluate(ctx.source.data, cluster_result=result)
     ctx.write("priority/order", np.asarray(out.indices, dtype=np.int64))
     written = ["order"]

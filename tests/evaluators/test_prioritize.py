@@ -346,3 +346,41 @@ class TestErrors:
         p, labels, _ = data
         with pytest.raises(InvalidInputError, match=r"class_labels must have shape \(41,\)"):
             Prioritize(method="knn", k=3).evaluate(p).class_balanced(labels[:-1])
+
+
+def test_p5_reuses_a_kmeans_cluster_result(dask_client, data):
+    """kmeans_distance on a cluster(algorithm="kmeans") result: no KMeans fit of its own (the fit
+    is made to fail), and DataEval's P5 scores and order."""
+    from distdataeval import kmeans as kmeans_module
+
+    p, _, _ = data
+    f = _golden("P5")
+    config.set_seed(0)
+    result = cluster(p, algorithm="kmeans", n_clusters=2, knn="exact")
+    assert result.algorithm == "kmeans"
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fit_kmeans called although a KMeans cluster_result was given")
+
+    original = kmeans_module.fit_kmeans
+    kmeans_module.fit_kmeans = no_fit
+    try:
+        out = Prioritize(method="kmeans_distance").evaluate(p, cluster_result=result)
+        Prioritize(method="kmeans_complexity").evaluate(p, cluster_result=result)
+    finally:
+        kmeans_module.fit_kmeans = original
+    np.testing.assert_allclose(out.scores, f["scores"], rtol=1e-5)
+    np.testing.assert_array_equal(out.indices, f["indices"])
+
+
+def test_cluster_result_of_the_other_algorithm_is_refused(dask_client, data):
+    p, _, _ = data
+    hdb = cluster(p, knn="exact")
+    km = cluster(p, algorithm="kmeans", n_clusters=2, knn="exact")
+    assert hdb.algorithm == "hdbscan"
+    with pytest.raises(InvalidParameterError, match="kmeans_\\* methods reuse a cluster\\(algorithm='kmeans'\\)"):
+        Prioritize(method="kmeans_distance").evaluate(p, cluster_result=hdb)
+    with pytest.raises(InvalidParameterError, match="hdbscan_\\* methods reuse.*made by 'kmeans'"):
+        Prioritize(method="hdbscan_complexity").evaluate(p, cluster_result=km)
+    with pytest.raises(InvalidParameterError, match="^c cannot be combined with cluster_result"):
+        Prioritize(method="kmeans_distance", c=2).evaluate(p, cluster_result=km)
