@@ -164,6 +164,174 @@ def lloyd_block(block: np.ndarray, mean: np.ndarray, centres: np.ndarray, offset
     )
 
 
+# Pruned Lloyd steps (Hamerly's bound): a row keeps its centre without a search when its exact
+# distance to it is below a lower bound on its distance to every other centre. The bound is the
+# second-nearest distance of the row's last search, lowered by how far the other centres have
+# moved since, or half the distance from its centre to the nearest other centre.
+
+# relative margin on squared distances that covers the float32 GEMM's rounding (the worst case
+# is ~4e-6 (|x|^2 + |c|^2) for d = 64): a second-nearest distance from the GEMM is lowered by it
+GEMM_MARGIN = 1e-5
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a block's rows carry from one Lloyd iteration to the next (kept on the worker).
+
+    Attributes
+    ----------
+    labels : ndarray of int64, shape (m,)
+        Assigned centre.
+    lower : ndarray of float64, shape (m,)
+        A lower bound on the distance to every other centre.
+    searched : int
+        Rows searched against all centres in the iteration that made these bounds.
+    """
+
+    labels: np.ndarray
+    lower: np.ndarray
+    searched: int
+
+
+@njit(cache=True, nogil=True)
+def _argmin2_update(gram, c_sq, c0, b_lab, b_val, b_sec):
+    """:func:`_argmin_update` that also keeps the second-smallest value of each row."""
+    m, kt = gram.shape
+    for i in range(m):
+        best = b_val[i]
+        sec = b_sec[i]
+        lab = b_lab[i]
+        for j in range(kt):
+            v = c_sq[j] + (-2.0 * np.float64(gram[i, j]))
+            if v < best:
+                sec = best
+                best = v
+                lab = j + c0
+            elif v < sec:
+                sec = v
+        b_val[i] = best
+        b_sec[i] = sec
+        b_lab[i] = lab
+
+
+def nearest_two(xc: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest_centres` with, per row, the squared distance to the second-nearest centre
+    (``inf`` with a single centre); labels are the same (ties: lowest centre index)."""
+    m = xc.shape[0]
+    k = centres.shape[0]
+    c = centres.astype(xc.dtype)
+    c_sq = np.einsum("ij,ij->i", centres, centres)
+    row_tile = min(ROW_TILE, max(m, 1))
+    centre_tile = max(1, min(k, TILE_ELEMENTS // row_tile))
+    labels = np.zeros(m, dtype=np.int64)
+    best = np.full(m, np.inf)
+    second = np.full(m, np.inf)
+    for r0 in range(0, m, row_tile):
+        xr = xc[r0 : r0 + row_tile]
+        x_sq = np.einsum("ij,ij->i", xr, xr, dtype=np.float64)
+        b_lab, b_val, b_sec = labels[r0 : r0 + row_tile], best[r0 : r0 + row_tile], second[r0 : r0 + row_tile]
+        for c0 in range(0, k, centre_tile):
+            _argmin2_update(xr @ c[c0 : c0 + centre_tile].T, c_sq[c0 : c0 + centre_tile], c0, b_lab, b_val, b_sec)
+        b_val += x_sq
+        b_sec += x_sq
+    np.maximum(best, 0.0, out=best)
+    np.maximum(second, 0.0, out=second)
+    return labels, best, second
+
+
+@njit(cache=True, nogil=True)
+def _assigned_sqdist(xc, centres, labels):
+    """Squared distance of each row to its assigned centre, from the differences (float64)."""
+    m, d = xc.shape
+    out = np.empty(m, dtype=np.float64)
+    for i in range(m):
+        c = centres[labels[i]]
+        s = 0.0
+        for j in range(d):
+            t = np.float64(xc[i, j]) - c[j]
+            s += t * t
+        out[i] = s
+    return out
+
+
+def _lower_bounds(sq: np.ndarray, x_sq: np.ndarray, c_max_sq: float) -> np.ndarray:
+    """Distances from GEMM-form squared distances, lowered by the float32 GEMM's rounding margin."""
+    return np.sqrt(np.maximum(sq - GEMM_MARGIN * (x_sq + c_max_sq), 0.0))
+
+
+def _distance_to_movers(xc, x_sq, centres, movers, labels, c_max_sq) -> np.ndarray:
+    """Per row, a lower bound on its distance to the centres ``movers`` other than its own."""
+    if movers.size == 0:
+        return np.full(xc.shape[0], np.inf)
+    c = centres[movers]
+    sq = x_sq[:, None] + np.einsum("ij,ij->i", c, c)[None, :] - 2.0 * (xc @ c.T.astype(xc.dtype))
+    sq[movers[None, :] == labels[:, None]] = np.inf
+    return _lower_bounds(sq.min(axis=1), x_sq, c_max_sq)
+
+
+def lloyd_block_pruned(
+    block: np.ndarray, mean: np.ndarray, centres: np.ndarray, offset: int, n_far: int,
+    prev: tuple | None = None, moved: tuple | None = None, half_gap: np.ndarray | None = None,
+) -> tuple[BlockStep, Bounds]:
+    """:func:`lloyd_block` that skips the search of rows whose centre cannot have changed.
+
+    Parameters
+    ----------
+    block, mean, centres, offset, n_far
+        As :func:`lloyd_block`.
+    prev : (BlockStep, Bounds), optional
+        This block's output of the previous iteration (None: every row is searched).
+    moved : (ndarray of int, float), optional
+        How far the centres moved since then: the centres that moved most (their distances are
+        computed exactly) and an upper bound on the shift of every other centre.
+    half_gap : ndarray of float64, shape (K,), optional
+        Half the distance from each centre to its nearest other centre (a lower bound, rounded
+        down).
+
+    Returns
+    -------
+    (BlockStep, Bounds)
+        The step is the one :func:`lloyd_block` gives, except that ``sse`` and the far rows' squared
+        distances are exact (from the differences) instead of the GEMM form.
+    """
+    xc = centre_block(block, mean)
+    m = xc.shape[0]
+    c_max_sq = float(np.max(np.einsum("ij,ij->i", centres, centres))) if centres.shape[0] else 0.0
+    x_sq = np.einsum("ij,ij->i", xc, xc, dtype=np.float64)
+    if prev is None:
+        labels, _, second = nearest_two(xc, centres)
+        lower = _lower_bounds(second, x_sq, c_max_sq)
+        search = np.arange(m)
+        sqdist = _assigned_sqdist(xc, centres, labels)
+    else:
+        old = prev[1]
+        labels = old.labels.copy()
+        movers, rest = moved
+        # every other centre is at least (old bound - the shift of the others) away, except the
+        # centres that moved most, whose distances are computed instead
+        lower = np.minimum(old.lower - rest, _distance_to_movers(xc, x_sq, centres, movers, labels, c_max_sq))
+        sqdist = _assigned_sqdist(xc, centres, labels)
+        search = np.flatnonzero(~(np.sqrt(sqdist) < np.maximum(lower, half_gap[labels])))
+        if search.size:
+            rows = np.ascontiguousarray(xc[search])
+            lab_s, _, sec_s = nearest_two(rows, centres)
+            labels[search] = lab_s
+            lower[search] = _lower_bounds(sec_s, x_sq[search], c_max_sq)
+            sqdist[search] = _assigned_sqdist(rows, centres, lab_s)
+    sums, counts = _accumulate(xc, labels, centres.shape[0])
+    far = _farthest(sqdist, n_far)
+    step = BlockStep(
+        sums=sums, counts=counts, sse=float(sqdist.sum()), far_sqdist=sqdist[far],
+        far_index=far.astype(np.int64) + offset, far_rows=xc[far].astype(np.float64),
+    )
+    return step, Bounds(labels, lower, int(search.size))
+
+
+def step_of(out: tuple) -> BlockStep:
+    """The BlockStep of a :func:`lloyd_block_pruned` output."""
+    return out[0]
+
+
 def combine_steps(parts: list[BlockStep], n_far: int) -> BlockStep:
     """Sum block contributions in the given order (a fixed order keeps results bit-identical)."""
     sums = parts[0].sums.copy()

@@ -237,6 +237,58 @@ class TestKernels:
         np.testing.assert_array_equal(step.far_index, top)
         np.testing.assert_allclose(step.far_rows, (x - mean)[top])
 
+    def test_nearest_two_equals_brute_force(self, monkeypatch):
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(500, 6)).astype(np.float32)
+        centres = rng.normal(size=(230, 6))
+        monkeypatch.setattr(kk, "ROW_TILE", 64)
+        monkeypatch.setattr(kk, "TILE_ELEMENTS", 64 * 50)  # 5 centre tiles
+        labels, best, second = kk.nearest_two(x, centres)
+        d2 = ((x.astype(np.float64)[:, None, :] - centres[None]) ** 2).sum(-1)
+        order = np.argsort(d2, axis=1, kind="stable")
+        np.testing.assert_array_equal(labels, order[:, 0])
+        np.testing.assert_allclose(best, d2[np.arange(500), order[:, 0]], rtol=1e-5)
+        np.testing.assert_allclose(second, d2[np.arange(500), order[:, 1]], rtol=1e-5)
+        assert np.isinf(kk.nearest_two(x, centres[:1])[2]).all()
+
+    def test_pruned_steps_assign_every_row_to_its_nearest_centre(self):
+        """Lloyd steps with the bounds carried from step to step: each step's labels, counts and
+        sums equal a full search's, and later steps (small moves) search only a few rows."""
+        from distdataeval.kmeans import _half_gaps, _moved, _update
+
+        rng = np.random.default_rng(5)
+        blobs = rng.normal(0, 6, (40, 8))
+        x = (blobs[rng.integers(0, 40, 6000)] + rng.normal(size=(6000, 8))).astype(np.float32)
+        mean = x.astype(np.float64).mean(0)
+        centres = x[rng.choice(6000, 40, replace=False)].astype(np.float64) - mean
+        prev, moved, gaps, searched = [None, None], None, None, []
+        for _ in range(12):
+            outs = [
+                kk.lloyd_block_pruned(x[i : i + 3000], mean, centres, i, 8, p, moved, gaps)
+                for i, p in zip((0, 3000), prev)
+            ]
+            step = kk.combine_steps([o[0] for o in outs], 8)
+            labels = np.concatenate([o[1].labels for o in outs])
+            full, _ = kk.nearest_centres(x - mean.astype(np.float32), centres)
+            np.testing.assert_array_equal(labels, full)
+            np.testing.assert_array_equal(step.counts, np.bincount(full, minlength=40))
+            searched.append(sum(o[1].searched for o in outs))
+            new = _update(centres, step)
+            moved, gaps = _moved(centres, new), _half_gaps(new)
+            centres, prev = new, outs
+        assert searched[0] == 6000 and searched[-1] < 600, searched
+
+    def test_half_gaps_and_moves(self):
+        from distdataeval.kmeans import _half_gaps, _moved
+
+        c = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+        np.testing.assert_allclose(_half_gaps(c, rows=2), [0.5, 0.5 * np.sqrt(18.0), 0.5], rtol=1e-9)
+        shift = np.array([[0.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+        movers, rest = _moved(c, c + shift, n_movers=1)
+        assert movers.tolist() == [1] and rest == pytest.approx(1.0) and rest >= 1.0  # rounded up
+        movers, rest = _moved(c, c + shift, n_movers=5)
+        assert movers.tolist() == [0, 1, 2] and rest == 0.0
+
     def test_zero_row_block(self):
         step = kk.lloyd_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3)), 10, 4)
         assert step.counts.tolist() == [0, 0, 0, 0] and step.sse == 0.0 and step.far_index.size == 0
