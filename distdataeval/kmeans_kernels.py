@@ -359,22 +359,10 @@ def assign_block(block: np.ndarray, mean: np.ndarray, centres: np.ndarray) -> np
     """
     xc = centre_block(block, mean)
     labels, _ = nearest_centres(xc, centres)
-    dist = _exact_distance(np.asarray(block, dtype=np.float64), centres + mean, labels)
+    dist = np.sqrt(_assigned_sqdist(np.asarray(block, dtype=np.float64), centres + mean, labels))
     out = np.empty((xc.shape[0], 2), dtype=np.float64)
     out[:, 0] = labels
     out[:, 1] = dist
     return out
 
 
-@njit(cache=True, nogil=True)
-def _exact_distance(x, centres, labels):
-    m, d = x.shape
-    out = np.empty(m, dtype=np.float64)
-    for i in range(m):
-        c = centres[labels[i]]
-        s = 0.0
-        for j in range(d):
-            t = x[i, j] - c[j]
-            s += t * t
-        out[i] = np.sqrt(s)
-    return out
