@@ -253,10 +253,10 @@ def _moved(old: np.ndarray, new: np.ndarray, n_movers: int = MOVERS) -> tuple[np
 def _lloyd(client, blocks, offsets, mean_f, centres: np.ndarray, max_iter: int, tol_abs: float):
     """Lloyd iterations; each block's rows keep Hamerly bounds on its worker from one iteration to
     the next, so a row whose centre cannot have changed is not searched
-    (:func:`distdataeval.kmeans_kernels.lloyd_block_pruned`)."""
+    (:func:`distdataeval.kmeans_kernels.lloyd_block`)."""
     from dask import delayed
 
-    step_block = delayed(kk.lloyd_block_pruned, pure=True)
+    step_block = delayed(kk.lloyd_block, pure=True)
     step_of = delayed(kk.step_of, pure=True)
     n_far = min(centres.shape[0], MAX_FAR_CANDIDATES)
     n_iter = 0

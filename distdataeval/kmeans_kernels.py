@@ -29,7 +29,7 @@ class BlockStep:
     counts : ndarray of int64, shape (K,)
         Rows assigned to each centre.
     sse : float
-        Sum of squared distances to the assigned centre (GEMM form, clipped at 0).
+        Sum of squared distances to the assigned centre (from the differences).
     far_sqdist : ndarray of float64, shape (m,)
         Squared distances of the block's farthest rows (m <= ``n_far``), descending; ties by row.
     far_index : ndarray of int64, shape (m,)
@@ -132,36 +132,6 @@ def _farthest(sqdist: np.ndarray, n_far: int) -> np.ndarray:
         cand = np.flatnonzero(sqdist >= cut)
     order = np.lexsort((cand, -sqdist[cand]))
     return cand[order][:n_far]
-
-
-def lloyd_block(block: np.ndarray, mean: np.ndarray, centres: np.ndarray, offset: int, n_far: int) -> BlockStep:
-    """One block's assignment step and partial sums for a Lloyd iteration.
-
-    Parameters
-    ----------
-    block : ndarray, shape (m, d)
-        Raw rows of one block.
-    mean : ndarray of float64, shape (d,)
-        Data mean (the kernels work on centred rows).
-    centres : ndarray of float64, shape (K, d)
-        Current centred centres.
-    offset : int
-        Global index of the block's first row.
-    n_far : int
-        How many farthest rows to report (for empty-cluster re-seeding).
-    """
-    xc = centre_block(block, mean)
-    labels, sqdist = nearest_centres(xc, centres)
-    sums, counts = _accumulate(xc, labels, centres.shape[0])
-    far = _farthest(sqdist, n_far)
-    return BlockStep(
-        sums=sums,
-        counts=counts,
-        sse=float(sqdist.sum()),
-        far_sqdist=sqdist[far],
-        far_index=far.astype(np.int64) + offset,
-        far_rows=xc[far].astype(np.float64),
-    )
 
 
 # Pruned Lloyd steps (Hamerly's bound): a row keeps its centre without a search when its exact
@@ -269,16 +239,25 @@ def _distance_to_movers(xc, x_sq, centres, movers, labels, c_max_sq) -> np.ndarr
     return _lower_bounds(sq.min(axis=1), x_sq, c_max_sq)
 
 
-def lloyd_block_pruned(
+def lloyd_block(
     block: np.ndarray, mean: np.ndarray, centres: np.ndarray, offset: int, n_far: int,
     prev: tuple | None = None, moved: tuple | None = None, half_gap: np.ndarray | None = None,
 ) -> tuple[BlockStep, Bounds]:
-    """:func:`lloyd_block` that skips the search of rows whose centre cannot have changed.
+    """One block's assignment step and partial sums for a Lloyd iteration, skipping the search of
+    rows whose centre cannot have changed since ``prev``.
 
     Parameters
     ----------
-    block, mean, centres, offset, n_far
-        As :func:`lloyd_block`.
+    block : ndarray, shape (m, d)
+        Raw rows of one block.
+    mean : ndarray of float64, shape (d,)
+        Data mean (the kernels work on centred rows).
+    centres : ndarray of float64, shape (K, d)
+        Current centred centres.
+    offset : int
+        Global index of the block's first row.
+    n_far : int
+        How many farthest rows to report (for empty-cluster re-seeding).
     prev : (BlockStep, Bounds), optional
         This block's output of the previous iteration (None: every row is searched).
     moved : (ndarray of int, float), optional
@@ -291,8 +270,8 @@ def lloyd_block_pruned(
     Returns
     -------
     (BlockStep, Bounds)
-        The step is the one :func:`lloyd_block` gives, except that ``sse`` and the far rows' squared
-        distances are exact (from the differences) instead of the GEMM form.
+        The block's sums and counts per centre, its squared distances (``sse``, far rows) from
+        the differences; the bounds for the next iteration.
     """
     xc = centre_block(block, mean)
     m = xc.shape[0]
@@ -328,7 +307,7 @@ def lloyd_block_pruned(
 
 
 def step_of(out: tuple) -> BlockStep:
-    """The BlockStep of a :func:`lloyd_block_pruned` output."""
+    """The BlockStep of a :func:`lloyd_block` output."""
     return out[0]
 
 

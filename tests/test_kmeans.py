@@ -225,7 +225,7 @@ class TestKernels:
         x = rng.normal(size=(900, 4))
         mean = x.mean(0)
         centres = rng.normal(size=(7, 4))
-        parts = [kk.lloyd_block(x[i : i + 300], mean, centres, i, 5) for i in range(0, 900, 300)]
+        parts = [kk.lloyd_block(x[i : i + 300], mean, centres, i, 5)[0] for i in range(0, 900, 300)]
         step = kk.combine_steps(parts, 5)
         lab, d2 = _brute_labels(x - mean, centres)
         np.testing.assert_array_equal(step.counts, np.bincount(lab, minlength=7))
@@ -264,7 +264,7 @@ class TestKernels:
         prev, moved, gaps, searched = [None, None], None, None, []
         for _ in range(12):
             outs = [
-                kk.lloyd_block_pruned(x[i : i + 3000], mean, centres, i, 8, p, moved, gaps)
+                kk.lloyd_block(x[i : i + 3000], mean, centres, i, 8, p, moved, gaps)
                 for i, p in zip((0, 3000), prev)
             ]
             step = kk.combine_steps([o[0] for o in outs], 8)
@@ -290,7 +290,7 @@ class TestKernels:
         assert movers.tolist() == [0, 1, 2] and rest == 0.0
 
     def test_zero_row_block(self):
-        step = kk.lloyd_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3)), 10, 4)
+        step = kk.lloyd_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3)), 10, 4)[0]
         assert step.counts.tolist() == [0, 0, 0, 0] and step.sse == 0.0 and step.far_index.size == 0
         assert kk.assign_block(np.empty((0, 3)), np.zeros(3), np.ones((4, 3))).shape == (0, 2)
 
@@ -299,7 +299,7 @@ class TestKernels:
 
         x = np.array([[0.0], [1.0], [10.0]])
         centres = np.array([[0.5], [100.0]])  # centre 1 owns no row
-        step = kk.combine_steps([kk.lloyd_block(x, np.zeros(1), centres, 0, 2)], 2)
+        step = kk.combine_steps([kk.lloyd_block(x, np.zeros(1), centres, 0, 2)[0]], 2)
         assert step.counts.tolist() == [3, 0]
         new = _update(centres, step)
         np.testing.assert_allclose(new, [[11.0 / 3.0], [10.0]])
