@@ -69,42 +69,8 @@ def nearest_centres(xc: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np
     sqdist : ndarray of float64, shape (m,)
         ``|x|^2 - 2 x.c + |c|^2`` for that centre, clipped at 0.
     """
-    m = xc.shape[0]
-    k = centres.shape[0]
-    c = centres.astype(xc.dtype)
-    c_sq = np.einsum("ij,ij->i", centres, centres)
-    row_tile = min(ROW_TILE, max(m, 1))
-    centre_tile = max(1, min(k, TILE_ELEMENTS // row_tile))
-    labels = np.zeros(m, dtype=np.int64)
-    best = np.full(m, np.inf)
-    for r0 in range(0, m, row_tile):
-        xr = xc[r0 : r0 + row_tile]
-        x_sq = np.einsum("ij,ij->i", xr, xr, dtype=np.float64)
-        b_lab = labels[r0 : r0 + row_tile]
-        b_val = best[r0 : r0 + row_tile]
-        for c0 in range(0, k, centre_tile):
-            _argmin_update(xr @ c[c0 : c0 + centre_tile].T, c_sq[c0 : c0 + centre_tile], c0, b_lab, b_val)
-        b_val += x_sq
-    np.maximum(best, 0.0, out=best)
+    labels, best, _ = nearest_two(xc, centres)
     return labels, best
-
-
-@njit(cache=True, nogil=True)
-def _argmin_update(gram, c_sq, c0, b_lab, b_val):
-    """Per row, the centre of this tile minimising ``c_sq[j] - 2 gram[i, j]`` (in float64; the
-    first on ties), kept when strictly below the best so far (an earlier tile keeps ties)."""
-    m, kt = gram.shape
-    for i in range(m):
-        best = np.inf
-        arg = -1
-        for j in range(kt):
-            v = c_sq[j] + (-2.0 * np.float64(gram[i, j]))
-            if v < best:
-                best = v
-                arg = j
-        if best < b_val[i]:
-            b_val[i] = best
-            b_lab[i] = arg + c0
 
 
 @njit(cache=True, nogil=True)
@@ -165,7 +131,9 @@ class Bounds:
 
 @njit(cache=True, nogil=True)
 def _argmin2_update(gram, c_sq, c0, b_lab, b_val, b_sec):
-    """:func:`_argmin_update` that also keeps the second-smallest value of each row."""
+    """Per row, the centre of this tile minimising ``c_sq[j] - 2 gram[i, j]`` (in float64),
+    kept when strictly below the best so far (the first centre on ties, across tiles too), and
+    the second-smallest value over all tiles so far."""
     m, kt = gram.shape
     for i in range(m):
         best = b_val[i]
@@ -186,7 +154,7 @@ def _argmin2_update(gram, c_sq, c0, b_lab, b_val, b_sec):
 
 def nearest_two(xc: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`nearest_centres` with, per row, the squared distance to the second-nearest centre
-    (``inf`` with a single centre); labels are the same (ties: lowest centre index)."""
+    (``inf`` with a single centre)."""
     m = xc.shape[0]
     k = centres.shape[0]
     c = centres.astype(xc.dtype)
