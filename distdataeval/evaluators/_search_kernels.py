@@ -542,23 +542,6 @@ def _label_piece(split: tuple, code: int):
     return ids[s], x[s], sq[s]
 
 
-@numba.njit(cache=True, nogil=True)
-def _exact_at(qx, rx, pos, out_sq):
-    """Squared distances (direct differences) of each query row to the rows ``pos`` of rx."""
-    m, k = pos.shape
-    d = qx.shape[1]
-    for i in range(m):
-        for t in range(k):
-            p = pos[i, t]
-            if p < 0:
-                continue
-            acc = 0.0
-            for f in range(d):
-                diff = qx[i, f] - rx[p, f]
-                acc += diff * diff
-            out_sq[i, t] = acc
-
-
 def search_label_rows(q: tuple, code: int, splits: list, k: int) -> Neighbours:
     """Exact ``k`` nearest rows of label ``code`` of every query row, among that label's rows in
     ``splits`` (from :func:`split_by_label`); a query row may find itself (callers ask for one
@@ -594,6 +577,7 @@ def search_label_rows(q: tuple, code: int, splits: list, k: int) -> Neighbours:
             re = min(r_ids.size, rs + REF_SLAB)
             push_indexed(qb.x[qs:qe] @ rx[rs:re].T, qb.sqnorm[qs:qe], r_sq[rs:re], positions[rs:re], heap_d[qs:qe], heap_i[qs:qe])
     sq = np.full((m, k), np.inf)
-    _exact_at(qb.x, rx, heap_i, sq)
+    lab = np.full((m, k), -1, np.int64)
+    exact_candidates(qb.x, rx, 0, np.full(r_ids.size, code, np.int64), heap_i, sq, lab)
     gids = np.where(heap_i >= 0, r_ids[np.maximum(heap_i, 0)], -1)
-    return _select(gids, sq, np.where(heap_i >= 0, code, -1).astype(np.int64), k)
+    return _select(gids, sq, lab, k)
