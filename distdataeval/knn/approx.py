@@ -199,6 +199,31 @@ def _gram_sqdist(x64: np.ndarray) -> np.ndarray:
     return np.maximum(sq[:, None] + sq[None, :] - 2.0 * x64 @ x64.T, 0.0)
 
 
+def locality_order(x: np.ndarray, seed: int, leaf: int = 1024) -> np.ndarray:
+    """A row order that keeps rows near in space near in the order: the leaves, left to right,
+    of a random projection tree (each node split at the median of the rows' projections on the
+    line through two of its rows, chosen from ``seed``; leaves of at most ``leaf`` rows).
+
+    Deterministic for given rows and seed; identical rows (a zero direction) are split by
+    position, so thousands of copies cost nothing special.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    stack = [np.arange(x.shape[0])]
+    while stack:
+        idx = stack.pop()
+        if idx.size <= leaf:
+            out.append(idx)
+            continue
+        a, b = rng.choice(idx.size, 2, replace=False)
+        proj = x[idx] @ (x[idx[a]] - x[idx[b]])
+        half = np.argsort(proj, kind="stable")
+        h = idx.size // 2
+        stack.append(idx[half[h:]])
+        stack.append(idx[half[:h]])
+    return np.concatenate(out)
+
+
 def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1.6, max_candidates: int = 60):
     """k-NN inside one partition. Returns (ids (s,), neighbour ids (s, k), exact sqdist (s, k))."""
     ids = np.concatenate([p[0] for p in pieces])
@@ -219,8 +244,12 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
         else:
             from pynndescent import NNDescent
 
+            # rows near each other in space handed to pynndescent next to each other: its
+            # descent then reuses cached rows (measured on 54k- and 78k-row cells of the 1M
+            # data, one thread: 13% and 20% faster than in id order, same recall)
+            perm = locality_order(x32, seed)
             index = NNDescent(
-                x32,
+                x32[perm],
                 # a wider graph than asked for, truncated after: measured on one 100k x 64
                 # mixture index (spec recipe), recall@25 0.878 with pynndescent's defaults,
                 # 0.949 with 60 candidates (1.4x the time), 0.984 with 60 candidates and
@@ -233,8 +262,9 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
                 compressed=True,
                 max_candidates=max_candidates,
             )
-            graph = index.neighbor_graph[0].astype(np.int64)
-            local = K.drop_self(graph, kk)
+            ordered = K.drop_self(index.neighbor_graph[0].astype(np.int64), kk)  # positions in x32[perm]
+            local = np.empty_like(ordered)
+            local[perm] = np.where(ordered >= 0, perm[np.maximum(ordered, 0)], -1)  # back to id order
     d2 = np.full(local.shape, np.inf)
     K.exact_sqdist_of_candidates(x32, x32, 0, local, d2)  # widened exactly; local -1 entries skipped
     nbr = np.where(local >= 0, ids[np.maximum(local, 0)], K.ID_SENTINEL)

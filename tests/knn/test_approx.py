@@ -314,3 +314,36 @@ def test_a_first_graph_handed_over_in_a_list_is_released(data, dask_client):
         time.sleep(0.1)
     assert dask_client.run_on_scheduler(held) == 0
     assert np.isfinite(np.asarray(out[1])).all()
+
+
+def test_locality_order_is_a_seeded_permutation_that_keeps_neighbours_close():
+    x, _ = mixture(20000, d=32, n_centers=8, spread=4.0, seed=3)
+    x = x.astype(np.float32)
+    a = approx.locality_order(x, 11, leaf=256)
+    np.testing.assert_array_equal(np.sort(a), np.arange(len(x)))
+    np.testing.assert_array_equal(a, approx.locality_order(x, 11, leaf=256))
+    assert not np.array_equal(a, approx.locality_order(x, 12, leaf=256))
+
+    def step(order):  # mean distance between rows next to each other in the order
+        return float(np.linalg.norm(np.diff(x[order].astype(np.float64), axis=0), axis=1).mean())
+
+    assert step(a) < 0.6 * step(np.arange(len(x)))
+    # thousands of identical rows: still a permutation (split by position)
+    same = np.ones((5000, 4), dtype=np.float32)
+    np.testing.assert_array_equal(np.sort(approx.locality_order(same, 0, leaf=64)), np.arange(5000))
+
+
+def test_a_partition_built_in_locality_order_reports_its_rows_in_id_order():
+    # pynndescent sees the rows permuted; the lists must come back as the rows' own neighbours
+    x, _ = mixture(6000, d=16, n_centers=4, spread=4.0, seed=9)
+    x = x.astype(np.float32)
+    ids = np.arange(6000, dtype=np.int64) * 3 + 7  # global ids, not positions
+    got_ids, nbr, sqd = approx._build_partition([(ids, x)], 10, 5, 1.2, 40)
+    np.testing.assert_array_equal(got_ids, ids)
+    x64 = x.astype(np.float64)
+    # every reported neighbour is a real row at the reported distance, never the row itself
+    pos = (nbr - 7) // 3
+    np.testing.assert_allclose(sqd, ((x64[:, None, :] - x64[pos]) ** 2).sum(axis=2), rtol=1e-12)
+    assert not np.any(pos == np.arange(6000)[:, None])
+    _, exact = brute_knn(x, 10)
+    assert recall_at_k(sqd, exact) > 0.98
