@@ -118,6 +118,44 @@ def exact_sqdist_of_candidates(queries, refs, col_offset, heap_i, out):
 
 
 @njit(cache=True, nogil=True)
+def partition_lists(xo, graph, gid_of, out_row, out_i, out_d):
+    """A partition's lists from its pynndescent graph, in one pass.
+
+    ``xo`` (s, d) float32 rows in build order, ``graph`` (s, c) neighbour positions in ``xo``
+    (-1 = none), ``gid_of`` the global id of each position. Per row the first ``k`` entries other
+    than itself (k = ``out_i.shape[1]``) get exact float64 squared distances (widened element by
+    element, as :func:`exact_sqdist_of_candidates`) and are written, sorted by (distance, id),
+    to row ``out_row[r]`` of ``out_i``/``out_d`` (pre-filled with the sentinel / inf). The rows
+    are read in build order, where neighbours lie close in memory.
+    """
+    s, c = graph.shape
+    k = out_i.shape[1]
+    d = xo.shape[1]
+    for r in range(s):
+        o = out_row[r]
+        t = 0
+        for j in range(c):
+            v = graph[r, j]
+            if v < 0 or v == r:
+                continue
+            if t == k:
+                break
+            acc = 0.0
+            for u in range(d):
+                diff = np.float64(xo[r, u]) - np.float64(xo[v, u])
+                acc += diff * diff
+            g = gid_of[v]
+            p = t
+            while p > 0 and (out_d[o, p - 1] > acc or (out_d[o, p - 1] == acc and out_i[o, p - 1] > g)):
+                out_d[o, p] = out_d[o, p - 1]
+                out_i[o, p] = out_i[o, p - 1]
+                p -= 1
+            out_d[o, p] = acc
+            out_i[o, p] = g
+            t += 1
+
+
+@njit(cache=True, nogil=True)
 def merge_candidates(ids, sqdist, k):
     """Per row, the k best candidates by (squared distance, id), ascending.
 
@@ -204,24 +242,6 @@ def push_exact_later(queries, refs, col_offset, q_pos, r_pos, heap_s, heap_i):
             hs[0] = acc
             hi[0] = gid
             _sift_down(hs, hi, K)
-
-
-@njit(cache=True, nogil=True)
-def drop_self(graph, k):
-    """Neighbour lists without each row's own index (by index, not by column): the first k
-    other entries of each row (-1 where fewer exist)."""
-    s, c = graph.shape
-    out = np.full((s, k), -1, dtype=np.int64)
-    for r in range(s):
-        t = 0
-        for j in range(c):
-            v = graph[r, j]
-            if v == r or v < 0:
-                continue
-            if t < k:
-                out[r, t] = v
-                t += 1
-    return out
 
 
 @njit(cache=True, nogil=True)

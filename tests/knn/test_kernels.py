@@ -46,3 +46,28 @@ def test_merge_row_candidates_single_and_pooled_lists():
     want = _reference_merge(rows, nbr, sqd, n_rows, k)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_partition_lists_against_a_python_reference():
+    # a graph in build order (with self entries, -1 gaps and distance ties) -> per row of id
+    # order: the first k entries other than itself, exact float64 distances, by (distance, id)
+    rng = np.random.default_rng(4)
+    s, c, k, d = 400, 9, 5, 6
+    xo = rng.integers(-3, 4, size=(s, d)).astype(np.float32)  # small integers: many equal distances
+    graph = np.stack([rng.choice(s, c, replace=False) for _ in range(s)]).astype(np.int32)
+    graph[::7, 0] = np.arange(0, s, 7)  # self first
+    graph[::5, -3:] = -1
+    graph[3, :] = -1  # a row with no neighbour at all
+    perm = rng.permutation(s)
+    gid_of = (np.arange(s, dtype=np.int64) * 11 + 3)[perm]
+    out_i = np.full((s, k + 2), K.ID_SENTINEL, dtype=np.int64)
+    out_d = np.full((s, k + 2), np.inf)
+    K.partition_lists(xo, graph, gid_of, perm, out_i[:, :k], out_d[:, :k])
+    x64 = xo.astype(np.float64)
+    for r in range(s):
+        kept = [v for v in graph[r] if v >= 0 and v != r][:k]
+        ref = sorted(((float(((x64[r] - x64[v]) ** 2).sum()), int(gid_of[v])) for v in kept))
+        row = perm[r]
+        assert [int(i) for i in out_i[row, : len(ref)]] == [g for _, g in ref]
+        assert out_d[row, : len(ref)].tolist() == [dd for dd, _ in ref]
+        assert np.all(out_i[row, len(ref) :] == K.ID_SENTINEL) and np.all(np.isinf(out_d[row, len(ref) :]))
