@@ -255,19 +255,39 @@ PROBE_PRIORITY = -10
 MIN_PARTITIONS = 8
 
 
-def _complete_short_rows(client, blocks, nbr, sqd, k: int):
+def _block_checks(sq, local_probe):
+    """One block's rows short of k neighbours (local positions) and its probe rows' lists."""
+    return np.flatnonzero(np.isinf(sq[:, -1])), sq[local_probe]
+
+
+def _short_rows_and_probe(client, sqd, probe: np.ndarray):
+    """Rows that found fewer than k neighbours and the probe rows' squared distances, in one
+    round trip: one small task per block (``sqd[probe]`` on the Dask array was a shuffle, and
+    the two checks two round trips: ~0.3 s of the 300k-row call's tail)."""
+    ends = np.cumsum(sqd.chunks[0])
+    starts = ends - np.asarray(sqd.chunks[0])
+    check = dask.delayed(_block_checks, pure=True)
+    out = client.compute([check(b, probe[(probe >= lo) & (probe < hi)] - lo)
+                          for b, lo, hi in zip(sqd.to_delayed().ravel(), starts, ends)], sync=True)
+    short = np.concatenate([o[0] + lo for o, lo in zip(out, starts)])
+    return short, np.concatenate([o[1] for o in out])
+
+
+def _complete_short_rows(client, blocks, nbr, sqd, k: int, short: np.ndarray | None = None):
     """Rows that found fewer than k neighbours (a partition smaller than k + 1) get an exact
-    search over all blocks instead."""
-    short = np.flatnonzero(client.compute(da.isinf(sqd[:, -1])).result())
+    search over all blocks instead (``short``: those rows, when already known)."""
+    if short is None:
+        short = np.flatnonzero(client.compute(da.isinf(sqd[:, -1])).result())
     if short.size == 0:
         return nbr, sqd
     log.info("k-NN approx: %d rows found fewer than %d neighbours; exact search for them", short.size, k)
     return _exact_search_rows(client, blocks, nbr, sqd, short, k)
 
 
-def _sampled_recall(client, sqd, probe, exact_sq, certified, k: int) -> float:
+def _sampled_recall(client, sqd, probe, exact_sq, certified, k: int, approx_sq=None) -> float:
     """Share of the true k nearest distances found for the probe rows (ties count as found)."""
-    approx_sq = client.compute(sqd[probe]).result()
+    if approx_sq is None:
+        approx_sq = _short_rows_and_probe(client, sqd, probe)[1]
     kth = exact_sq[:, k - 1 : k] * (1 + 1e-9) + 1e-12
     hits = (approx_sq <= kth).sum(axis=1)
     return float(np.mean(np.minimum(hits, k)[certified] / k)) if certified.any() else float("nan")
@@ -310,10 +330,13 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         client, blocks, row_chunks, k, parts, config.seed_sequence("knn", 1), plan.neighbor_factor, plan.max_candidates
     )
     nbr, sqd = client.persist([nbr, sqd])
-    nbr, sqd = _complete_short_rows(client, blocks, nbr, sqd, k)
+    short, probe_sq = _short_rows_and_probe(client, sqd, probe)
+    if short.size:
+        nbr, sqd = _complete_short_rows(client, blocks, nbr, sqd, k, short)
+        probe_sq = None  # some probe rows may have changed
     # recall@k on a sample: the share of true k nearest distances matched (tie-tolerant)
     _, exact_sq, certified = exact_probe.result()
-    recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k)
+    recall = _sampled_recall(client, sqd, probe, exact_sq, certified, k, probe_sq)
     log.info("k-NN approx: recall@%d = %.4f on %d sampled rows", k, recall, int(certified.sum()))
     if recall < plan.recall_target and plan.escalate:
         # hard data (e.g. isotropic clusters in 64-d): a second, wider search on partitions drawn

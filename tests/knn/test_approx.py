@@ -347,3 +347,15 @@ def test_a_partition_built_in_locality_order_reports_its_rows_in_id_order():
     assert not np.any(pos == np.arange(6000)[:, None])
     _, exact = brute_knn(x, 10)
     assert recall_at_k(sqd, exact) > 0.98
+
+
+def test_short_rows_and_probe_lists_in_one_pass(dask_client):
+    from distdataeval.pipeline import _short_rows_and_probe
+
+    rng = np.random.default_rng(2)
+    sq = rng.random((1000, 5))
+    sq[[3, 250, 251, 999], -1] = np.inf
+    probe = np.sort(rng.choice(1000, 40, replace=False))
+    short, got = _short_rows_and_probe(dask_client, da.from_array(sq, chunks=(130, 5)), probe)
+    np.testing.assert_array_equal(short, [3, 250, 251, 999])
+    np.testing.assert_array_equal(got, sq[probe])
