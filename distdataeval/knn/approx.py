@@ -6,8 +6,10 @@
 2. Every row goes to its ``overlap`` nearest partitions (default 2: a row near a cell border is
    indexed on both sides).
 3. One ``pynndescent.NNDescent`` per partition, built in a worker task (seeded per partition
-   from the root seed, one numba thread); tiny partitions are searched exactly instead.
-   Neighbour distances are recomputed exactly in float64 from the partition's rows.
+   from the root seed, one numba thread) on the partition's rows in a locality order (the
+   leaves of a seeded random projection tree: the descent then reads rows that are close in
+   memory; 10-20% faster per build at the same recall); tiny partitions are searched exactly
+   instead. Neighbour distances are recomputed exactly in float64 from the partition's rows.
 4. Per group of row blocks, the candidate lists of a row's partitions are folded into running
    lists as partitions finish: deduplicated by id, the best k kept, ordered by (distance, id).
 
