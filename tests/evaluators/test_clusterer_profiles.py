@@ -124,6 +124,8 @@ def _stats(c: Clusterer, strategy: str | None, monkeypatch) -> tuple[np.ndarray,
             mp.setattr(CM, "PROFILE_SCAN_BASE", 10**15)
         elif strategy == "batches":  # one merge per kernel call
             mp.setattr(CM, "PROFILE_BATCH", 1)
+        elif strategy == "small_buckets":  # a deeper tree than the default's on these sizes
+            mp.setattr(CM, "PROFILE_BUCKET", 4)
         stat, intra = c._merge_statistics(entries, exhaustive=strategy == "exhaustive")
     st_ = c._st
     use_mean = st_.out2[entries] | (st_.out1[entries] & (st_.size[entries] >= c.min_cluster_size))
@@ -137,7 +139,7 @@ def test_profiles_equal_the_pairwise_scan(dask_client, monkeypatch, d, n, dup):
     c = Clusterer(x, knn="exact", client=dask_client)
     ref, n_mean = _stats(c, "exhaustive", monkeypatch)
     assert n_mean > 40  # the test needs many mean-aggregated merges
-    for strategy in (None, "scan", "level_nn", "per_point", "batches"):
+    for strategy in (None, "scan", "level_nn", "per_point", "batches", "small_buckets"):
         got, _ = _stats(c, strategy, monkeypatch)
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
