@@ -44,7 +44,8 @@ low-level state searches a tree shared with all other points), see ``benchmarks/
 Exact-mode re-bridging adds two exact nearest-other-component searches per Boruvka round.
 The profile queries and the k-d tree build run on the driver's numba threads (the workers are
 idle meanwhile): at 1M x 64 (approx), ``last_good_merge_levels`` 26.3 s = 43% of a warm
-``cluster()`` (``benchmarks/README.md``).
+``cluster()`` on the first machine; ``evaluate()`` 14.0 s = 45% of a 31.0 s ``cluster()`` on a
+later one, with buckets of 64 points (``benchmarks/README.md``).
 
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
 k-NN graph is exact, which is ``knn="exact"`` (the default up to 100,000 rows). With
@@ -84,10 +85,11 @@ AMBIGUOUS_BAND = 1e-6
 # query rows per radius-search batch (rows x d float64 go to every worker)
 RADIUS_BATCH = 4096
 # points per leaf bucket of the bounding-box tree of the merge-profile queries. Measured with
-# Clusterer.evaluate (same process, same cluster() result, identical outputs): 1M x 64 (approx)
-# 16: 20.7-24.9 s, 32: 17.9-19.2, 64: 17.2-17.5, 128: 16.9-18.9, 256-512: 18.5-19.1;
-# 100k x 8 blobs 16: 3.65-3.70 s, 64: 3.68, 128: 4.22-4.30. In 64-d small buckets descend
-# deep for little pruning; 64 is as fast as 16 in 8-d.
+# Clusterer.evaluate (same process, same cluster() result, identical outputs): 1M x 64 (approx),
+# 16 and 64 alternating three times: 21.21 / 19.14 / 19.77 s against 15.14 / 15.14 / 15.64 s
+# (32, 128, 256, 512 in a noisier sweep: 17.9-19.2, 16.9-18.9, 19.1, 18.5 s); 100k x 8 blobs
+# 16: 3.65-3.70 s, 64: 3.68, 128: 4.22-4.30. In 64-d small buckets descend deep for little
+# pruning; 64 is as fast as 16 in 8-d.
 PROFILE_BUCKET = 64
 # a merge profile is first scanned pairwise, up to this many pairs per point of the smaller side
 # plus PROFILE_SCAN_BASE (0, 0: only merges settled by their level-0 pairs; larger budgets were
