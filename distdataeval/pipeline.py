@@ -266,11 +266,15 @@ def _short_rows_and_probe(client, sqd, probe: np.ndarray):
     the two checks two round trips: ~0.3 s of the 300k-row call's tail)."""
     ends = np.cumsum(sqd.chunks[0])
     starts = ends - np.asarray(sqd.chunks[0])
+    order = np.argsort(probe, kind="stable")  # blocks hand back their rows in id order
+    ordered = probe[order]
     check = dask.delayed(_block_checks, pure=True)
-    out = client.compute([check(b, probe[(probe >= lo) & (probe < hi)] - lo)
+    out = client.compute([check(b, ordered[(ordered >= lo) & (ordered < hi)] - lo)
                           for b, lo, hi in zip(sqd.to_delayed().ravel(), starts, ends)], sync=True)
     short = np.concatenate([o[0] + lo for o, lo in zip(out, starts)])
-    return short, np.concatenate([o[1] for o in out])
+    rows = np.empty((probe.size, sqd.shape[1]), dtype=sqd.dtype)
+    rows[order] = np.concatenate([o[1] for o in out])
+    return short, rows
 
 
 def _complete_short_rows(client, blocks, nbr, sqd, k: int, short: np.ndarray | None = None):

@@ -359,3 +359,6 @@ def test_short_rows_and_probe_lists_in_one_pass(dask_client):
     short, got = _short_rows_and_probe(dask_client, da.from_array(sq, chunks=(130, 5)), probe)
     np.testing.assert_array_equal(short, [3, 250, 251, 999])
     np.testing.assert_array_equal(got, sq[probe])
+    shuffled = rng.permutation(probe)  # rows come back in the probe's own order
+    np.testing.assert_array_equal(_short_rows_and_probe(dask_client, da.from_array(sq, chunks=(130, 5)), shuffled)[1],
+                                  sq[shuffled])
