@@ -281,7 +281,7 @@ def _complete_short_rows(client, blocks, nbr, sqd, k: int, short: np.ndarray | N
     """Rows that found fewer than k neighbours (a partition smaller than k + 1) get an exact
     search over all blocks instead (``short``: those rows, when already known)."""
     if short is None:
-        short = np.flatnonzero(client.compute(da.isinf(sqd[:, -1])).result())
+        short = _short_rows_and_probe(client, sqd, np.empty(0, np.int64))[0]
     if short.size == 0:
         return nbr, sqd
     log.info("k-NN approx: %d rows found fewer than %d neighbours; exact search for them", short.size, k)

@@ -242,32 +242,32 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
         return ids, nbr_ids, sqd
     with _BUILD_LOCK, limit_threads(1):
         if s <= EXACT_PARTITION_ROWS:
-            local, _ = _brute_force_partition(x32.astype(np.float64), kk)
-            d2 = np.full(local.shape, np.inf)
-            K.exact_sqdist_of_candidates(x32, x32, 0, local, d2)  # widened exactly
-            nbr_ids[:, :kk], sqd[:, :kk] = K.merge_candidates(ids[local], d2, kk)
-            return ids, nbr_ids, sqd
-        from pynndescent import NNDescent
+            perm = np.arange(s)
+            xo = x32
+            graph, _ = _brute_force_partition(x32.astype(np.float64), kk)
+        else:
+            from pynndescent import NNDescent
 
-        # rows near each other in space handed to pynndescent next to each other: its descent
-        # then reuses cached rows (measured on 54k- and 78k-row cells of the 1M data, one
-        # thread: 13% and 20% faster than in id order, same recall)
-        perm = locality_order(x32, seed)
-        xo = x32[perm]
-        index = NNDescent(
-            xo,
-            # a wider graph than asked for, truncated after: measured on one 100k x 64 mixture
-            # index (spec recipe), recall@25 0.878 with pynndescent's defaults, 0.949 with 60
-            # candidates (1.4x the time), 0.984 with 60 candidates and 40 neighbours (2.0x)
-            n_neighbors=min(s - 1, max(kk + 1, round(neighbor_factor * (kk + 1)))),
-            metric="euclidean",
-            random_state=seed,
-            n_jobs=1,
-            low_memory=True,
-            compressed=True,
-            max_candidates=max_candidates,
-        )
-        graph = index.neighbor_graph[0]
+            # rows near each other in space handed to pynndescent next to each other: its
+            # descent then reuses cached rows (measured on 54k- and 78k-row cells of the 1M
+            # data, one thread: 13% and 20% faster than in id order, same recall)
+            perm = locality_order(x32, seed)
+            xo = x32[perm]
+            index = NNDescent(
+                xo,
+                # a wider graph than asked for, truncated after: measured on one 100k x 64
+                # mixture index (spec recipe), recall@25 0.878 with pynndescent's defaults,
+                # 0.949 with 60 candidates (1.4x the time), 0.984 with 60 candidates and
+                # 40 neighbours (2.0x)
+                n_neighbors=min(s - 1, max(kk + 1, round(neighbor_factor * (kk + 1)))),
+                metric="euclidean",
+                random_state=seed,
+                n_jobs=1,
+                low_memory=True,
+                compressed=True,
+                max_candidates=max_candidates,
+            )
+            graph = index.neighbor_graph[0]
     # exact distances in build order (neighbours close in memory), rows written back in id order
     K.partition_lists(xo, graph, ids[perm], perm, nbr_ids[:, :kk], sqd[:, :kk])
     return ids, nbr_ids, sqd
