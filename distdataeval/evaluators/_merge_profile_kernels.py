@@ -186,7 +186,7 @@ def _scan_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, start,
 
 
 @njit(cache=True)
-def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, start, size, cnt, n, krow, xk, kpos,
+def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, start, size, cnt, n, krow, xk, xp, kpos,
                       level_pos, box_lo, box_hi, n_leaves, bucket, stack, stack_lb, prof):
     """The scan of :func:`_scan_profile` with each arriving point's pass over the other side
     replaced by one range nearest-neighbour query (bound: the profile so far). Costs one query
@@ -216,8 +216,8 @@ def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, st
                     r0, r1 = (lo, p_lo) if part == 0 else (p_hi, hi)
                     for q in range(r0, r1):
                         n_q += 1
-                        d, r = range_nn(xk, kpos, level_pos, krow[q], o_lo, o_hi, best, box_lo, box_hi, n_leaves,
-                                        bucket, stack, stack_lb)
+                        d, r = _nearest_in_range(xk, xp, kpos, krow, level_pos, krow[q], o_lo, o_hi, best, box_lo,
+                                                 box_hi, n_leaves, bucket, stack, stack_lb)
                         if r >= 0:
                             best = d
             if side == 0:
@@ -231,9 +231,54 @@ def _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, st
     return n_q
 
 
+@njit(cache=True)
+def _nearest_in_range(xk, xp, kpos, krow, level_pos, q, lo, hi, bound, box_lo, box_hi, n_leaves, bucket,
+                      stack, stack_lb):
+    """:func:`~._range_nn_kernels.range_nn`'s answer (the same ``_dist_below`` values, strictly
+    below ``bound``); without a tree (``n_leaves == 0``) by a plain scan of the range's rows,
+    which ``xp`` holds in position order (read contiguously; among equal distances the first
+    position wins).
+
+    Measured on one 1M x 64 ``cluster()`` result (approx; all merges one at a time on one
+    thread, one run each): tree only 18.5-19.6 s; scans reading rows through ``krow``: all
+    ranges 17.1 s, ranges up to 65,536 rows (tree above) 13.7 s; contiguous scans: up to 65,536
+    rows 11.4 s, all ranges 10.3-11.2 s. In 8-d the other way round (100k mixture of
+    ``benchmarks/bench_clusterer.py``, merge levels): tree only 3.9 s, contiguous scans up to
+    65,536 rows 31.4 s: the large balanced merges cost a scan of the other side per point.
+    """
+    if n_leaves > 0:
+        return range_nn(xk, kpos, level_pos, q, lo, hi, bound, box_lo, box_hi, n_leaves, bucket, stack, stack_lb)
+    best = bound
+    arg = -1
+    for p in range(lo, hi):
+        dd = _dist_below_to(xk, q, xp, p, best)
+        if dd < best:
+            best = dd
+            arg = p
+    return best, (krow[arg] if arg >= 0 else -1)
+
+
+@njit(cache=True)
+def _dist_below_to(xa, i, xb, j, best):
+    """``_dist_below`` between row i of ``xa`` and row j of ``xb`` (same sums, same order)."""
+    lim = best * best * (1.0 + 1e-12)
+    s = 0.0
+    d = xa.shape[1]
+    k = 0
+    while k < d:
+        stop = min(k + 8, d)
+        while k < stop:
+            diff = np.float64(xa[i, k]) - np.float64(xb[j, k])
+            s += diff * diff
+            k += 1
+        if s > lim:
+            return np.inf
+    return np.sqrt(s)
+
+
 @njit(cache=True, parallel=True)
 def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
-                  size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
+                  size, cnt, n, src_pos, dst_pos, floors, xk, xp, kpos, krow, level_pos, box_lo, box_hi,
                   n_leaves, bucket, scan_factor, scan_base, balance, offsets, out, order, n_chunks=1):
     """Profiles of the mean-aggregated merges ``mean_t``, written to ``out[offsets[j]:offsets[j+1]]``
     (length l_tops[j] + 1), equal to ``_profile_sorted`` of each merge's two sides (module doc).
@@ -261,7 +306,10 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
     floors : float64 (k,)
         The edges' lengths (``_dist`` of the endpoints' rows).
     xk, level_pos, box_lo, box_hi, n_leaves, bucket
-        :func:`~._range_nn_kernels.build_tree` of the rows (``cnt`` positions).
+        :func:`~._range_nn_kernels.build_tree` of the rows (``cnt`` positions); ``n_leaves = 0``:
+        no tree (``xk`` is then ``xp``, ``kpos`` and ``krow`` the identity).
+    xp : (m, d)
+        The rows in position order (``xk[krow]``), read by range scans.
     kpos, krow : int64 (m,)
         Position of each tree row, tree row of each position.
     scan_factor, scan_base : int
@@ -288,7 +336,7 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
     for c in prange(n_chunks):
         js = order[c:k:n_chunks]
         a, b = _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start,
-                            start, size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo,
+                            start, size, cnt, n, src_pos, dst_pos, floors, xk, xp, kpos, krow, level_pos, box_lo,
                             box_hi, n_leaves, bucket, scan_factor, scan_base, balance, offsets, out)
         counts[c, 0] = a
         counts[c, 1] = b
@@ -297,7 +345,7 @@ def mean_profiles(mean_t, l_tops, outer_child, inner_child, level, cid, chain_or
 
 @njit(cache=True, nogil=True)
 def _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain_order, chain_start, start,
-                 size, cnt, n, src_pos, dst_pos, floors, xk, kpos, krow, level_pos, box_lo, box_hi,
+                 size, cnt, n, src_pos, dst_pos, floors, xk, xp, kpos, krow, level_pos, box_lo, box_hi,
                  n_leaves, bucket, scan_factor, scan_base, balance, offsets, out):
     """:func:`mean_profiles` of the merges ``js`` (indices into its arrays), in one thread."""
     stack = np.empty((STACK, 3), np.int64)
@@ -336,8 +384,8 @@ def _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain
         big = max(size[chain_order[a_top]], size[chain_order[b_top]])
         if big <= balance * small:
             n_queries += _level_nn_profile(a0, a_top, b0, b_top, l_top, floor, level, chain_order, start, size, cnt,
-                                           n, krow, xk, kpos, level_pos, box_lo, box_hi, n_leaves, bucket, stack,
-                                           stack_lb, prof)
+                                           n, krow, xk, xp, kpos, level_pos, box_lo, box_hi, n_leaves, bucket,
+                                           stack, stack_lb, prof)
             continue
         upper = l_top  # exact values are needed on [0, upper] only
         if eu >= 0 and ev >= 0:
@@ -383,8 +431,9 @@ def _profiles_of(js, mean_t, l_tops, outer_child, inner_child, level, cid, chain
                 kt = _set_at(t0, t_top, h, chain_order, level)
                 tt = chain_order[kt]
                 n_queries += 1
-                d, r = range_nn(xk, kpos, level_pos, q, cnt[start[n + tt]], cnt[start[n + tt] + size[tt]], prof[e],
-                                box_lo, box_hi, n_leaves, bucket, stack, stack_lb)
+                d, r = _nearest_in_range(xk, xp, kpos, krow, level_pos, q, cnt[start[n + tt]],
+                                         cnt[start[n + tt] + size[tt]], prof[e], box_lo, box_hi, n_leaves, bucket,
+                                         stack, stack_lb)
                 if r < 0:
                     break
                 et = _entry_of(kpos[r], t0, kt, chain_order, level, start, size, cnt, n)

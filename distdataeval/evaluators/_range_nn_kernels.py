@@ -92,17 +92,23 @@ def build_tree(x, pos, bucket):
             mid = min(a + (width // 2) * bucket, b)
             if b - a <= 1 or mid >= b:
                 continue
+            # spans row by row (one contiguous row per point; a column-by-column pass would
+            # gather d scattered values per point once perm is shuffled)
+            lo = np.full(d, np.inf)
+            hi = np.full(d, -np.inf)
+            for r in range(a, b):
+                row = perm[r]
+                for k in range(d):
+                    v = np.float64(x[row, k])
+                    if v < lo[k]:
+                        lo[k] = v
+                    if v > hi[k]:
+                        hi[k] = v
             best_dim = 0
             best_span = -1.0
             for k in range(d):
-                lo = np.inf
-                hi = -np.inf
-                for r in range(a, b):
-                    v = np.float64(x[perm[r], k])
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                if hi - lo > best_span:
-                    best_span = hi - lo
+                if hi[k] - lo[k] > best_span:
+                    best_span = hi[k] - lo[k]
                     best_dim = k
             for r in range(a, b):
                 keys[r] = x[perm[r], best_dim]
@@ -166,20 +172,29 @@ def build_tree(x, pos, bucket):
 
 
 @njit(cache=True)
-def _box_lb(xk, q, box_lo, box_hi, node):
-    """Lower bound of the computed distance from tree row q to any point in the node's box."""
+def _box_lb(xk, q, box_lo, box_hi, node, best):
+    """Lower bound of the computed distance from tree row q to any point in the node's box, or
+    +inf once the partial sum shows it is not below ``best`` (as :func:`_dist_below`)."""
+    lim = best * best * (1.0 + 1e-12)
     s = 0.0
-    for k in range(xk.shape[1]):
-        v = np.float64(xk[q, k])
-        a = np.float64(box_lo[node, k])
-        if v < a:
-            diff = v - a
-            s += diff * diff
-        else:
-            b = np.float64(box_hi[node, k])
-            if v > b:
-                diff = v - b
+    d = xk.shape[1]
+    k = 0
+    while k < d:
+        stop = min(k + 8, d)
+        while k < stop:
+            v = np.float64(xk[q, k])
+            a = np.float64(box_lo[node, k])
+            if v < a:
+                diff = v - a
                 s += diff * diff
+            else:
+                b = np.float64(box_hi[node, k])
+                if v > b:
+                    diff = v - b
+                    s += diff * diff
+            k += 1
+        if s > lim:
+            return np.inf
     return np.sqrt(s)
 
 
@@ -276,8 +291,8 @@ def range_nn(xk, kpos, level_pos, q, lo, hi, bound, box_lo, box_hi, n_leaves, bu
             lev += 1
         c1 = 2 * node
         c2 = 2 * node + 1
-        l1 = _box_lb(xk, q, box_lo, box_hi, c1)
-        l2 = _box_lb(xk, q, box_lo, box_hi, c2)
+        l1 = _box_lb(xk, q, box_lo, box_hi, c1, best)
+        l2 = _box_lb(xk, q, box_lo, box_hi, c2, best)
         in1 = l1 < best and _holds(level_pos, lev + 1, a * bucket, min(mid * bucket, m), lo, hi)
         in2 = l2 < best and _holds(level_pos, lev + 1, mid * bucket, min(b * bucket, m), lo, hi)
         if in1 and in2:

@@ -91,6 +91,14 @@ RADIUS_BATCH = 4096
 # 16: 3.65-3.70 s, 64: 3.68, 128: 4.22-4.30. In 64-d small buckets descend deep for little
 # pruning; 64 is as fast as 16 in 8-d.
 PROFILE_BUCKET = 64
+# range queries of the merge profiles go through a k-d tree below this many dimensions; from it
+# on every query scans its range's rows (contiguous, in leaf order) and no tree is built. In 64-d
+# the tree prunes little: on one 1M x 64 cluster() result (approx; merges one at a time on one
+# thread), the profiles took 18.5-19.6 s with the tree, 10.3-11.2 s with scans only (and the
+# tree's build, 1.3 s, saved). In 8-d it is the other way round: the 100k mixture of
+# bench_clusterer.py took 3.9 s with the tree and 31 s with scans of ranges up to 65,536 rows
+# (_merge_profile_kernels._nearest_in_range has the figures).
+PROFILE_TREE_MAX_DIM = 32
 # a merge profile is first scanned pairwise, up to this many pairs per point of the smaller side
 # plus PROFILE_SCAN_BASE (0, 0: only merges settled by their level-0 pairs; larger budgets were
 # slower on a 100k mixture, see _merge_profile_kernels)
@@ -485,12 +493,23 @@ class Clusterer:
         cnt = np.zeros(n + 1, np.int64)
         np.cumsum(covered, out=cnt[1:])
         tree_pos = np.where(covered[start[:n]], cnt[start[:n]], -1)  # point -> position among tree rows
-        kd_rows, xk, box_lo, box_hi, level_pos, n_leaves = R.build_tree(
-            rows[row_pos[tree_pts]], np.arange(tree_pts.size, dtype=np.int32), PROFILE_BUCKET)
+        xs = rows[row_pos[tree_pts]]  # in position order
         del rows
-        kpos = kd_rows  # the tree's rows were given in position order
-        krow = np.empty_like(kpos)
-        krow[kpos] = np.arange(kpos.size)
+        if xs.shape[1] >= PROFILE_TREE_MAX_DIM:
+            # no tree: every range query scans its range's rows (n_leaves = 0)
+            xk = xp = xs
+            kpos = krow = np.arange(xs.shape[0], dtype=np.int64)
+            box_lo = box_hi = np.empty((2, xs.shape[1]), xs.dtype)
+            level_pos = np.empty((1, xs.shape[0]), np.int32)
+            n_leaves = 0
+        else:
+            kd_rows, xk, box_lo, box_hi, level_pos, n_leaves = R.build_tree(
+                xs, np.arange(tree_pts.size, dtype=np.int32), PROFILE_BUCKET)
+            kpos = kd_rows  # the tree's rows were given in position order
+            krow = np.empty_like(kpos)
+            krow[kpos] = np.arange(kpos.size)
+            xp = xs  # the rows in position order: a range scan reads them contiguously
+        del xs
         src_pos = np.ascontiguousarray(tree_pos[mst_src[mean_t]])
         dst_pos = np.ascontiguousarray(tree_pos[mst_dst[mean_t]])
         lengths = l_tops + 1
@@ -506,7 +525,7 @@ class Clusterer:
             with numba.parallel_chunksize(1):
                 P.mean_profiles(mean_t[sl], l_tops[sl], outer_child[sl], inner_child[sl], st.level, st.cid,
                                 st.chain_order, st.chain_start, start, st.size, cnt, n, src_pos[sl], dst_pos[sl],
-                                floors[sl], xk, kpos, krow, level_pos, box_lo, box_hi, n_leaves,
+                                floors[sl], xk, xp, kpos, krow, level_pos, box_lo, box_hi, n_leaves,
                                 PROFILE_BUCKET, PROFILE_SCAN_FACTOR, PROFILE_SCAN_BASE, PROFILE_BALANCE, offsets,
                                 out, cost_order, PROFILE_CHUNKS_PER_THREAD * numba.get_num_threads())
             for k, pos in enumerate(mean_pos[sl]):

@@ -126,6 +126,10 @@ def _stats(c: Clusterer, strategy: str | None, monkeypatch) -> tuple[np.ndarray,
             mp.setattr(CM, "PROFILE_BATCH", 1)
         elif strategy == "small_buckets":  # a deeper tree than the default's on these sizes
             mp.setattr(CM, "PROFILE_BUCKET", 4)
+        elif strategy == "tree_only":  # every range query through the k-d tree, whatever d
+            mp.setattr(CM, "PROFILE_TREE_MAX_DIM", 10**9)
+        elif strategy == "scan_only":  # no tree: every range query scans its range
+            mp.setattr(CM, "PROFILE_TREE_MAX_DIM", 0)
         stat, intra = c._merge_statistics(entries, exhaustive=strategy == "exhaustive")
     st_ = c._st
     use_mean = st_.out2[entries] | (st_.out1[entries] & (st_.size[entries] >= c.min_cluster_size))
@@ -139,7 +143,7 @@ def test_profiles_equal_the_pairwise_scan(dask_client, monkeypatch, d, n, dup):
     c = Clusterer(x, knn="exact", client=dask_client)
     ref, n_mean = _stats(c, "exhaustive", monkeypatch)
     assert n_mean > 40  # the test needs many mean-aggregated merges
-    for strategy in (None, "scan", "level_nn", "per_point", "batches", "small_buckets"):
+    for strategy in (None, "scan", "level_nn", "per_point", "batches", "small_buckets", "tree_only", "scan_only"):
         got, _ = _stats(c, strategy, monkeypatch)
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
@@ -149,7 +153,7 @@ def test_float64_input(dask_client, monkeypatch):
     c = Clusterer(x, knn="exact", client=dask_client)
     ref, n_mean = _stats(c, "exhaustive", monkeypatch)
     assert n_mean > 40
-    for strategy in (None, "scan", "level_nn", "per_point"):
+    for strategy in (None, "scan", "level_nn", "per_point", "tree_only", "scan_only"):
         got, _ = _stats(c, strategy, monkeypatch)
         assert np.array_equal(got.view(np.int32), ref.view(np.int32)), strategy
 
