@@ -15,7 +15,7 @@ import numpy as np
 
 from distdataeval.errors import InvalidParameterError
 
-__all__ = ["set_seed", "get_seed", "use_seed", "seed_sequence", "rng_for"]
+__all__ = ["set_seed", "get_seed", "use_seed", "seed_sequence", "rng_for", "search_seed"]
 
 _lock = threading.Lock()
 _seed: int | None = None
@@ -88,6 +88,19 @@ def seed_sequence(stage: str, *path: int, seed: int | None = None) -> np.random.
     if root is None:
         return np.random.SeedSequence(spawn_key=key)
     return np.random.SeedSequence(root, spawn_key=key)
+
+
+def search_seed() -> int:
+    """Root seed of an approximate search's own random choices (samples, partitions, cells): the
+    one :func:`set_seed` set, else 0.
+
+    DataEval's searches are exact, so the same call always gives the same result; an
+    approximation standing in for one must too, seed or not. (Draws the user asks for, such as
+    KMeans initialisation or Prioritize's sampling, follow :func:`seed_sequence`: fresh entropy
+    without a seed, as in DataEval.)
+    """
+    root = get_seed()
+    return 0 if root is None else root
 
 
 def rng_for(stage: str, *path: int, seed: int | None = None) -> np.random.Generator:

@@ -310,10 +310,11 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     t0 = time.perf_counter()
     if warm_workers(client):
         log.info("k-NN approx: pynndescent compiled on the workers in %.1f s", time.perf_counter() - t0)
-    rng = config.rng_for("sampling")
+    seed = config.search_seed()  # the same call gives the same graph, seed set or not
+    rng = config.rng_for("sampling", seed=seed)
     sample_ids = np.sort(rng.choice(n, size=min(n, plan.partition_sample), replace=False))
     sample = client.compute(knn_exact.gather_rows(blocks, sample_ids)).result()
-    partition_seed = config.seed_sequence("knn", 0)
+    partition_seed = config.seed_sequence("knn", 0, seed=seed)
     # the recall probe's exact search does not depend on the graph: submitted before the
     # partitions are planned, it runs while the driver fits the centroids (the workers would
     # wait); measured at 1M rows: ~1 s less than searching after the graph. In 4 large tiles
@@ -331,7 +332,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         int(parts.expected_sizes.min()), int(parts.expected_sizes.max()),
     )
     nbr, sqd = approximate_knn(
-        client, blocks, row_chunks, k, parts, config.seed_sequence("knn", 1), plan.neighbor_factor, plan.max_candidates
+        client, blocks, row_chunks, k, parts, config.seed_sequence("knn", 1, seed=seed), plan.neighbor_factor, plan.max_candidates
     )
     nbr, sqd = client.persist([nbr, sqd])
     short, probe_sq = _short_rows_and_probe(client, sqd, probe)
@@ -347,7 +348,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         # afresh (other cell borders), its candidates merged with the first graph's
         t1 = time.perf_counter()
         strong = plan_partitions(
-            sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2), plan.border,
+            sample, n, plan.partition_rows, max(2, plan.overlap), config.seed_sequence("knn", 2, seed=seed), plan.border,
             min_partitions=_min_partitions(n),
         )
         # its candidates fold straight into the first graph (no second graph held beside it);
@@ -355,7 +356,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
         # soon as the running lists are built from it
         first_graph = [nbr, sqd]
         del nbr, sqd
-        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3), 1.6, 60,
+        more = approximate_knn(client, blocks, row_chunks, k, strong, config.seed_sequence("knn", 3, seed=seed), 1.6, 60,
                                init=first_graph)
         nbr, sqd = client.persist(list(more))
         del more

@@ -173,6 +173,27 @@ def test_deterministic(dask_client):
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_approx_same_call_same_result_without_a_seed(dask_client):
+    """The approximate search's own random choices (sample, partitions, pynndescent) take root
+    seed 0 when none is set: the same call gives the same graph and labels, like DataEval's
+    exact search; another seed gives another (approximate) graph."""
+    from distdataeval import config
+
+    x, _ = mixture(12_000, d=8, seed=5)  # one partition well above the brute-force size
+    with config.use_seed(None):
+        a = dde.cluster(x, knn="approx")
+        b = dde.cluster(x, knn="approx")
+    with config.use_seed(0):
+        c = dde.cluster(x, knn="approx")
+    with config.use_seed(1):
+        other = dde.cluster(x, knn="approx")
+    for r in (b, c):
+        np.testing.assert_array_equal(r.k_neighbors, a.k_neighbors)
+        np.testing.assert_array_equal(r.clusters, a.clusters)
+        assert r.knn_recall == a.knn_recall
+    assert not np.array_equal(other.k_neighbors, a.k_neighbors)
+
+
 def test_approx_mode_coarsens_many_small_chunks_to_whole_multiples():
     import dask.array as da
 

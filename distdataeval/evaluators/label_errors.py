@@ -551,11 +551,11 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     # 1. cell centroids: k-means on a seeded sample (oversized cells split)
     target_cells = n_cells if n_cells is not None else math.ceil(n / CELL_ROWS)
     target_cells = max(1, min(target_cells, n))
-    rng = config.rng_for("sampling", _SEED_PATH)
+    rng = config.rng_for("sampling", _SEED_PATH, seed=config.search_seed())
     n_sample = min(n, max(CENTROID_SAMPLE_PER_CELL * target_cells, 10_000))
     pick = np.sort(rng.choice(n, n_sample, replace=False))
     sample = np.asarray(c.compute(x[pick]).result(), dtype=np.float64).reshape(n_sample, -1) - centre
-    centroids = _fit_cells(sample, target_cells, config.rng_for("sampling", _SEED_PATH, 1))
+    centroids = _fit_cells(sample, target_cells, config.rng_for("sampling", _SEED_PATH, 1, seed=config.search_seed()))
     log.debug("label_errors approx: %d cell centroids fitted in %.1f s", centroids.shape[0], time.perf_counter() - t0)
     p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
@@ -571,7 +571,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     probed = {h: np.intersect1d(t, homes) for h, t in probed.items()}
     cells = gather_cells(routes, homes)
     # 3. search: each home cell against the cells its rows probe; scored where it ran
-    sample_ids = np.sort(config.rng_for("recall", _SEED_PATH).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
+    sample_ids = np.sort(config.rng_for("recall", _SEED_PATH, seed=config.search_seed()).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
     score = dask.delayed(LK.score_rows, pure=True)
     other = _nearest_other_cells(
         centroids, homes, nprobe_other, _other_rows(label_counts), OTHER_BUDGET_CELLS * n / max(homes.size, 1)
@@ -647,7 +647,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
 def _measure_recall(c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, n_short,
                     n_fallback, n_cells, p, p_other=0) -> LabelErrorRecall:
     flagged_ids = np.array(sorted(flagged), dtype=np.int64)
-    rng = config.rng_for("recall", _SEED_PATH, 1)
+    rng = config.rng_for("recall", _SEED_PATH, 1, seed=config.search_seed())
     check = np.sort(rng.choice(flagged_ids, min(FLAG_SAMPLE, flagged_ids.size), replace=False)) if flagged_ids.size else flagged_ids
     rows = np.union1d(sample_ids, check)
     if rows.size == 0:

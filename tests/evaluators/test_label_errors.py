@@ -264,6 +264,22 @@ def test_approx_is_deterministic_and_chunking_free(dask_client):
         assert other.recall == runs[0].recall
 
 
+def test_approx_same_call_same_result_without_a_seed(dask_client):
+    """The cell search's own random choices take root seed 0 when no seed is set."""
+    from distdataeval import config
+
+    x, y, _ = _flipped_mixture(3000, 6, 5, seed=2)
+    kw = dict(k=10, search="approx", n_cells=12, nprobe=3, chunk_rows=500)
+    with config.use_seed(None):
+        a = label_errors(x, y, **kw)
+        b = label_errors(x, y, **kw)
+    with config.use_seed(0):
+        c = label_errors(x, y, **kw)
+    for r in (b, c):
+        np.testing.assert_array_equal(r.scores, a.scores)
+        assert r.errors == a.errors and r.recall == a.recall
+
+
 def test_approx_short_rows_fall_back_to_exact(dask_client):
     """Clean, far-apart classes and one probe: a row's own cells hold no other class, so every
     extra-class list is empty after probing; those rows are searched exactly and the result
