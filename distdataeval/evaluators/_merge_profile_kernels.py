@@ -7,7 +7,9 @@ each side's set at level l is a contiguous position range, and one side's sets a
 ranges along the cluster id's chain of nodes (``chain_order``: a cid's merges by level). The
 points entering a side at level l are its state's range minus the previous one, so the sides are
 read off the ranges in O(points) without walking the linkage. Range-restricted nearest
-neighbours come from one k-d tree over all involved points (``_range_nn_kernels``).
+neighbours come from one k-d tree over all involved points (``_range_nn_kernels``) in low
+dimensions, or from a scan of the range's rows, kept in leaf order, in high dimensions, where
+the tree prunes too little to pay (:func:`_nearest_in_range`).
 
 Every merge takes the first of three exact strategies that applies:
 

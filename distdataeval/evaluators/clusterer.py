@@ -15,8 +15,10 @@ matrix is replaced as follows:
   side as it stands; it stops as soon as it reaches the merge's own MST edge length, the exact
   lower bound). Each side's state at a level is one linkage node, i.e. a contiguous range of the
   dendrogram's leaf order, so the profile is computed from range-restricted nearest-neighbour
-  queries on one k-d tree over the involved points (``_merge_profile_kernels``): one query per
-  point of the smaller side (or of both sides when they are of similar size). Only the rows of the points involved are gathered to the driver.
+  queries (``_merge_profile_kernels``): one query per point of the smaller side (or of both
+  sides when they are of similar size), answered by one k-d tree over the involved points below
+  ``PROFILE_TREE_MAX_DIM`` dimensions, by a scan of the range's rows (stored in leaf order) from
+  it on. Only the rows of the points involved are gathered to the driver.
 * **Duplicate pairs (spec §8.7).** "Exact" pairs (D <= tau/100) are joined transitively, so their
   groups are the components of the MST edges <= tau/100 (the cut property). "Near" pairs
   (tau/100 < D <= tau) come from the k-NN graph: a row whose k-th neighbour is farther than tau
@@ -34,9 +36,10 @@ merge costs 4 distances. A mean-aggregated merge with sides A and B costs a pair
 at ``PROFILE_SCAN_FACTOR`` pairs per point of the smaller side (off by default), then
 O(min(|A|, |B|)) range nearest-neighbour queries (O(|A| + |B|) when the two are within a factor ``PROFILE_BALANCE``):
 since a point is on the smaller side of O(log n) merges, O(n log n) queries in all, where
-0.61.0's definition scanned up to |A| x |B| pairs per merge. The k-d tree (built once, O(n d)
-memory plus (log2(n / 16) + 1) x n int32 sorted positions) and the involved rows live on the
-driver (float32 input stays float32), at most about twice the n x d input. Measured (d = 8,
+0.61.0's definition scanned up to |A| x |B| pairs per merge (without the tree, a query costs its
+range's size instead). The k-d tree (built once, O(n d) memory plus (log2(n / 64) + 1) x n
+int32 sorted positions) or the leaf-ordered copy, and the involved rows, live on the driver
+(float32 input stays float32), at most about twice the n x d input. Measured (d = 8,
 ``benchmarks/bench_clusterer.py``, one run each on a loaded 2-core machine):
 ``last_good_merge_levels`` 10.5 s = 47% of ``cluster()`` at 100k rows (the scan: 162%), 124 s =
 104% at 300k (the scan: 590%); the cost still grows ~n^2.25 (a query restricted to a small
@@ -45,7 +48,8 @@ Exact-mode re-bridging adds two exact nearest-other-component searches per Boruv
 The profile queries and the k-d tree build run on the driver's numba threads (the workers are
 idle meanwhile): at 1M x 64 (approx), ``last_good_merge_levels`` 26.3 s = 43% of a warm
 ``cluster()`` on the first machine; ``evaluate()`` 14.0 s = 45% of a 31.0 s ``cluster()`` on a
-later one, with buckets of 64 points (``benchmarks/README.md``).
+later one, with buckets of 64 points; 8.24 s = 25.4% of a 32.4 s ``cluster()`` on the same one
+without the tree in 64-d (``benchmarks/README.md``).
 
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
 k-NN graph is exact, which is ``knn="exact"`` (the default up to 100,000 rows). With
