@@ -194,6 +194,24 @@ def test_approx_same_call_same_result_without_a_seed(dask_client):
     assert not np.array_equal(other.k_neighbors, a.k_neighbors)
 
 
+def test_auto_switches_to_approx_above_the_threshold(monkeypatch, dask_client):
+    """knn="auto": exact (DataEval's search, no recall) up to AUTO_EXACT_MAX_ROWS rows inclusive,
+    approx (recall measured) above; the threshold lies between the measured warm and fresh
+    crossovers."""
+    from distdataeval import api
+
+    assert 10_000 < api.AUTO_EXACT_MAX_ROWS < 100_000
+    x, _ = mixture(3_000, d=8, seed=2)
+    monkeypatch.setattr(api, "AUTO_EXACT_MAX_ROWS", 3_000)
+    at = dde.cluster(x, knn="auto")
+    exact = dde.cluster(x, knn="exact")
+    assert at.knn_method == "exact" and at.knn_recall is None
+    np.testing.assert_array_equal(at.k_neighbors, exact.k_neighbors)
+    monkeypatch.setattr(api, "AUTO_EXACT_MAX_ROWS", 2_999)
+    above = dde.cluster(x, knn="auto")
+    assert above.knn_method == "approx" and 0.9 <= above.knn_recall <= 1.0
+
+
 def test_approx_mode_coarsens_many_small_chunks_to_whole_multiples():
     import dask.array as da
 

@@ -52,7 +52,7 @@ later one, with buckets of 64 points; 8.24 s = 25.4% of a 32.4 s ``cluster()`` o
 without the tree in 64-d (``benchmarks/README.md``).
 
 Exactness: all of this equals the dense definition when the MST is the Euclidean MST and the
-k-NN graph is exact, which is ``knn="exact"`` (the default up to 100,000 rows). With
+k-NN graph is exact, which is ``knn="exact"`` (the default up to 50,000 rows). With
 ``knn="approx"`` the MST comes from an approximate graph (recall is reported on the result) and
 its components stay joined by ``cluster()``'s own rule (no exact re-bridging, which would be a
 brute-force search at that size): merge levels, statistics and duplicate groups can then differ
@@ -202,7 +202,7 @@ class Clusterer:
         dimensions is an error (flatten images first). A string is a Zarr store path/URL.
     knn : {"auto", "exact", "approx"}
         k-NN method of the underlying :func:`~distdataeval.cluster` run. Results equal 0.61.0's
-        definitions only with exact search ("auto" is exact up to 100,000 rows).
+        definitions only with exact search ("auto" is exact up to 50,000 rows).
     client : distributed.Client, optional
         Dask client; default: the current one, else a local cluster.
     chunk_rows : int, optional
