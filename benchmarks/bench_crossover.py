@@ -28,6 +28,18 @@ import time
 MARK = "@@CROSSOVER@@ "
 
 
+def report_row(n: int, times: dict, labels: dict, recall: float, crossover):
+    """Print one size's line; returns the crossover (the first n where approx was faster)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    ratio = times["exact"] / times["approx"]
+    if crossover is None and ratio > 1:
+        crossover = n
+    ari = adjusted_rand_score(labels["exact"], labels["approx"])
+    print(f"{n:>9,} {times['exact']:>9.2f} {times['approx']:>9.2f} {ratio:>13.2f} {recall:>10.4f} {ari:>7.4f}", flush=True)
+    return crossover
+
+
 def child(args) -> None:
     """One fresh run: ``cluster(x[:n], knn=mode)``; prints its labels' file and recall."""
     import dask.array as da
@@ -48,7 +60,6 @@ def fresh(args, sizes) -> None:
     import tempfile
 
     import numpy as np
-    from sklearn.metrics import adjusted_rand_score
 
     print(f"{'n':>9} {'exact s':>9} {'approx s':>9} {'exact/approx':>13} {'recall@25':>10} {'ARI':>7}  (fresh processes)")
     crossover = None
@@ -68,12 +79,7 @@ def fresh(args, sizes) -> None:
                 if mode == "approx" and rec and rec[0]["recall"] is not None:
                     recall = rec[0]["recall"]
                 labels[mode] = np.load(out, allow_pickle=False)
-            ratio = times["exact"] / times["approx"]
-            if crossover is None and ratio > 1:
-                crossover = n
-            ari = adjusted_rand_score(labels["exact"], labels["approx"])
-            print(f"{n:>9,} {times['exact']:>9.2f} {times['approx']:>9.2f} {ratio:>13.2f} {recall:>10.4f} {ari:>7.4f}",
-                  flush=True)
+            crossover = report_row(n, times, labels, recall, crossover)
     print(f"approx faster than exact (fresh) from n = {crossover:,}" if crossover else "approx never faster in these sizes")
 
 
@@ -101,7 +107,6 @@ def main() -> None:
     import dask.array as da
     import numpy as np
     import zarr
-    from sklearn.metrics import adjusted_rand_score
 
     import distdataeval as dde
     from distdataeval.runtime import local_client
@@ -125,12 +130,7 @@ def main() -> None:
             labels[mode] = np.asarray(r.raw_labels)
             if mode == "approx":
                 recall = r.knn_recall
-        ratio = times["exact"] / times["approx"]
-        if crossover is None and ratio > 1:
-            crossover = n
-        ari = adjusted_rand_score(labels["exact"], labels["approx"])
-        print(f"{n:>9,} {times['exact']:>9.2f} {times['approx']:>9.2f} {ratio:>13.2f} {recall:>10.4f} {ari:>7.4f}",
-              flush=True)
+        crossover = report_row(n, times, labels, recall, crossover)
     print(f"approx faster than exact from n = {crossover:,}" if crossover else "approx never faster in these sizes")
 
 
