@@ -9,6 +9,12 @@ Every component gains at least one edge per round, so at most log2(n) rounds run
 driver. Edges are totally ordered by (weight, low id, high id), under which the minimum spanning
 forest is unique: the result equals Kruskal over all n k edges.
 
+A round's task covers a run of consecutive blocks held by the same worker, up to
+``TASK_ROWS`` rows, and reduces their cheapest edges before returning them (the least edge per
+component is associative, so the forest is the same): per-round overhead grows with the number
+of tasks (measured at 1M rows, 62 blocks of 16,384 rows: 1.5-2.0 s for the rounds with a task
+per block, 1.1-1.2 s with 8 tasks).
+
 Why not per-block forests merged pairwise (the cycle property): in the input's row order the
 rows of a block and their neighbours are scattered over the whole dataset, so a block's forest
 keeps almost all of its edges and the merges carry the whole graph up the reduction tree
@@ -59,6 +65,7 @@ class EdgeList:
 
 
 MAX_ROUNDS = 64  # log2(n) suffices; a guard against a kernel bug looping forever
+TASK_ROWS = 131_072  # rows per Boruvka task (consecutive blocks on one worker)
 
 
 def _block_cheapest(neighbors, distances, row_offset: int, comp):
@@ -66,6 +73,40 @@ def _block_cheapest(neighbors, distances, row_offset: int, comp):
         empty = np.empty(0, np.int64)
         return empty, np.empty(0, np.float64), empty, empty
     return K.cheapest_out_edges(np.asarray(neighbors), np.asarray(distances), row_offset, comp)
+
+
+def _group_cheapest(neighbors: list, distances: list, row_offsets: list, comp):
+    """:func:`_block_cheapest` over several blocks, reduced to the least edge per component."""
+    parts = [_block_cheapest(nb, ds, off, comp) for nb, ds, off in zip(neighbors, distances, row_offsets)]
+    found = [p for p in parts if p[0].shape[0]]
+    if len(found) <= 1:
+        return found[0] if found else parts[0]
+    return K.reduce_cheapest(*(np.concatenate(col) for col in zip(*found)))
+
+
+def task_groups(client, neighbors, sizes, max_rows: int = TASK_ROWS) -> list:
+    """Block indices grouped per round task: runs of consecutive blocks held by the same worker
+    (by where ``neighbors``' persisted blocks are; in order when they are not persisted), at most
+    ``max_rows`` rows per group (a larger block forms its own)."""
+    from distributed import futures_of, wait
+
+    futs = futures_of(neighbors)
+    where = {}
+    if futs:
+        wait(futs)  # placed (the first round needs them anyway)
+        where = {key: (sorted(ws)[0] if ws else "") for key, ws in client.who_has(futs).items()}
+    keys = [d.key for d in neighbors.to_delayed().ravel()]
+    groups: list = []
+    rows, holder = 0, None
+    for b, key in enumerate(keys):
+        w = where.get(key, "")
+        if groups and w == holder and rows + int(sizes[b]) <= max_rows:
+            groups[-1].append(b)
+            rows += int(sizes[b])
+        else:
+            groups.append([b])
+            rows, holder = int(sizes[b]), w
+    return groups
 
 
 def knn_forest(client, neighbors, distances) -> EdgeList:
@@ -89,21 +130,27 @@ def knn_forest(client, neighbors, distances) -> EdgeList:
         raise ValueError("neighbors and distances must share row chunks")
     n = int(neighbors.shape[0])
     offsets = np.concatenate([[0], np.cumsum(neighbors.chunks[0])[:-1]]).astype(np.int64)
-    nb = neighbors.rechunk({1: -1}).to_delayed().ravel()
+    neighbors = neighbors.rechunk({1: -1})
+    nb = neighbors.to_delayed().ravel()
     ds = distances.rechunk({1: -1}).to_delayed().ravel()
+    groups = task_groups(client, neighbors, neighbors.chunks[0], TASK_ROWS)
     parent = np.arange(n, dtype=np.int64)
     size = np.ones(n, dtype=np.int64)
     comp = parent.copy()
-    active = np.ones(len(nb), dtype=bool)  # a block with no leaving edge never gets one again
+    active = np.ones(len(groups), dtype=bool)  # blocks with no leaving edge never get one again
     chosen = []
-    cheapest = dask.delayed(_block_cheapest, pure=True)
+    cheapest = dask.delayed(_group_cheapest, pure=True)
     for _ in range(MAX_ROUNDS):
         [comp_f] = client.scatter([comp], broadcast=True, hash=False)
-        blocks = np.flatnonzero(active)
-        parts = client.compute([cheapest(nb[b], ds[b], int(offsets[b]), comp_f) for b in blocks], sync=True)
+        live = np.flatnonzero(active)
+        parts = client.compute(
+            [cheapest([nb[b] for b in groups[g]], [ds[b] for b in groups[g]], [int(offsets[b]) for b in groups[g]], comp_f)
+             for g in live],
+            sync=True,
+        )
         del comp_f
-        for b, part in zip(blocks, parts):
-            active[b] = part[0].shape[0] > 0
+        for g, part in zip(live, parts):
+            active[g] = part[0].shape[0] > 0
         if not active.any():
             break
         cid = np.concatenate([p[0] for p in parts])

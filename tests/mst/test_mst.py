@@ -14,7 +14,8 @@ from scipy.spatial.distance import cdist
 import distdataeval as dde
 from distdataeval.mst import _kernels as K
 from distdataeval.mst.bridge import dataeval_component_positions
-from distdataeval.mst.reduce import EdgeList, knn_forest
+from distdataeval.mst import reduce as mst_reduce
+from distdataeval.mst.reduce import EdgeList, knn_forest, task_groups
 from tests.conftest import mixture
 from tests.knn.test_exact import brute_knn
 
@@ -99,6 +100,40 @@ def test_boruvka_ties_padding_and_components(dask_client):
     ref = kruskal(knn_block_to_edges(nbr, dist))
     for chunk in (17, 64, x.shape[0]):
         _assert_same_edges(_forest(dask_client, nbr, dist, chunk), ref)
+
+
+@pytest.mark.parametrize("chunk", [17, 50])
+def test_boruvka_over_task_groups_of_persisted_blocks_equals_kruskal(chunk, monkeypatch, dask_client):
+    """Rounds run one task per run of blocks held by one worker (at most TASK_ROWS rows): with
+    many such groups, the forest is still Kruskal's over all edges, edge for edge."""
+    x, _ = mixture(600, d=6, n_centers=3, spread=2.0, seed=4)
+    nbr, dist = brute_knn(x, 10)
+    dist = dist.astype(np.float32)
+    monkeypatch.setattr(mst_reduce, "TASK_ROWS", 120)
+    a, b = dask_client.persist([da.from_array(nbr, chunks=(chunk, 10)), da.from_array(dist, chunks=(chunk, 10))])
+    _assert_same_edges(knn_forest(dask_client, a, b), kruskal(knn_block_to_edges(nbr, dist)))
+
+
+def test_task_groups_are_consecutive_runs_held_by_one_worker(dask_client):
+    from distributed import futures_of, wait
+
+    rows = np.arange(1000 * 3, dtype=np.int64).reshape(1000, 3)
+    sizes = [50] * 20
+    lazy = da.from_array(rows, chunks=(50, 3))
+    # not persisted: runs of consecutive blocks by size only
+    assert task_groups(dask_client, lazy, sizes, 120) == [[2 * i, 2 * i + 1] for i in range(10)]
+    assert task_groups(dask_client, lazy, sizes, 10) == [[i] for i in range(20)]  # a block larger than the cap
+    held = dask_client.persist(lazy)
+    wait(futures_of(held))
+    groups = task_groups(dask_client, held, sizes, 120)
+    assert [b for g in groups for b in g] == list(range(20))
+    assert all(sum(sizes[b] for b in g) <= 120 for g in groups)
+    where = {key: sorted(w)[0] for key, w in dask_client.who_has(futures_of(held)).items()}
+    keys = [d.key for d in held.to_delayed().ravel()]
+    for g in groups:
+        assert len({where[keys[b]] for b in g}) == 1
+    for g, h in zip(groups, groups[1:]):  # a run ends at the size cap or where the holder changes
+        assert sum(sizes[b] for b in g) + sizes[h[0]] > 120 or where[keys[g[-1]]] != where[keys[h[0]]]
 
 
 def test_boruvka_edgeless_graph(dask_client):
