@@ -34,6 +34,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from distdataeval.knn import _kernels as K
 from distdataeval.knn.blocks import PreparedBlock
+from distdataeval.runtime.compute import holders
 from distdataeval.runtime.threads import limit_threads
 
 EXACT_PARTITION_ROWS = 2048  # below this a partition is searched by brute force
@@ -366,7 +367,7 @@ def approximate_knn(
         Exact squared distances of the neighbours found. Both arrays are backed by the
         fold-group futures already submitted (nothing is recomputed when they are persisted).
     """
-    from distributed import as_completed, futures_of, wait
+    from distributed import as_completed, futures_of
 
     offsets = [int(o) for o in np.concatenate([[0], np.cumsum(row_chunks)[:-1]])]
     ends = [o + int(m) for o, m in zip(offsets, row_chunks)]
@@ -386,11 +387,8 @@ def approximate_knn(
 
     # the blocks each worker holds: a partition's rows are gathered by one task per worker
     # (pinned there), not one per block (measured at 2M rows: 5,535 tiny tasks for 45 partitions)
-    wait(block_futs)  # where each block lives (the routing needs them all anyway)
-    holders = client.who_has(block_futs)
     by_worker: dict = {}
-    for i, f in enumerate(block_futs):
-        w = sorted(holders.get(f.key) or [""])[0]  # "": lost meanwhile, the scheduler places it
+    for i, w in enumerate(holders(client, block_futs)):  # waits for them (the routing needs them all anyway)
         by_worker.setdefault(w, []).append(i)
     holder_groups = sorted(by_worker.items(), key=lambda kv: kv[1][0])
 

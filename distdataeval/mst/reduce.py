@@ -29,6 +29,7 @@ import dask
 import numpy as np
 
 from distdataeval.mst import _kernels as K
+from distdataeval.runtime.compute import holders
 
 
 @dataclass(frozen=True)
@@ -79,33 +80,32 @@ def _group_cheapest(neighbors: list, distances: list, row_offsets: list, comp):
     """:func:`_block_cheapest` over several blocks, reduced to the least edge per component."""
     parts = [_block_cheapest(nb, ds, off, comp) for nb, ds, off in zip(neighbors, distances, row_offsets)]
     found = [p for p in parts if p[0].shape[0]]
-    if len(found) <= 1:
-        return found[0] if found else parts[0]
+    if not found:
+        return parts[0]
+    if len(found) == 1:
+        return found[0]
     return K.reduce_cheapest(*(np.concatenate(col) for col in zip(*found)))
 
 
-def task_groups(client, neighbors, sizes, max_rows: int = TASK_ROWS) -> list:
-    """Block indices grouped per round task: runs of consecutive blocks held by the same worker
-    (by where ``neighbors``' persisted blocks are; in order when they are not persisted), at most
-    ``max_rows`` rows per group (a larger block forms its own)."""
-    from distributed import futures_of, wait
+def task_groups(client, neighbors, max_rows: int = TASK_ROWS) -> list:
+    """Block indices grouped per round task: runs of consecutive row blocks of ``neighbors``
+    held by the same worker (in order when the array is not persisted), at most ``max_rows``
+    rows per group (a larger block forms its own)."""
+    from distributed import futures_of
 
     futs = futures_of(neighbors)
-    where = {}
-    if futs:
-        wait(futs)  # placed (the first round needs them anyway)
-        where = {key: (sorted(ws)[0] if ws else "") for key, ws in client.who_has(futs).items()}
+    where = dict(zip((f.key for f in futs), holders(client, futs))) if futs else {}
     keys = [d.key for d in neighbors.to_delayed().ravel()]
     groups: list = []
     rows, holder = 0, None
-    for b, key in enumerate(keys):
+    for b, (key, size) in enumerate(zip(keys, neighbors.chunks[0])):
         w = where.get(key, "")
-        if groups and w == holder and rows + int(sizes[b]) <= max_rows:
+        if groups and w == holder and rows + size <= max_rows:
             groups[-1].append(b)
-            rows += int(sizes[b])
+            rows += size
         else:
             groups.append([b])
-            rows, holder = int(sizes[b]), w
+            rows, holder = size, w
     return groups
 
 
@@ -133,24 +133,22 @@ def knn_forest(client, neighbors, distances) -> EdgeList:
     neighbors = neighbors.rechunk({1: -1})
     nb = neighbors.to_delayed().ravel()
     ds = distances.rechunk({1: -1}).to_delayed().ravel()
-    groups = task_groups(client, neighbors, neighbors.chunks[0], TASK_ROWS)
+    # per task: its blocks' graph pieces and row offsets (the same every round)
+    tasks = [([nb[b] for b in g], [ds[b] for b in g], [int(offsets[b]) for b in g])
+             for g in task_groups(client, neighbors, TASK_ROWS)]
     parent = np.arange(n, dtype=np.int64)
     size = np.ones(n, dtype=np.int64)
     comp = parent.copy()
-    active = np.ones(len(groups), dtype=bool)  # blocks with no leaving edge never get one again
+    active = np.ones(len(tasks), dtype=bool)  # blocks with no leaving edge never get one again
     chosen = []
     cheapest = dask.delayed(_group_cheapest, pure=True)
     for _ in range(MAX_ROUNDS):
         [comp_f] = client.scatter([comp], broadcast=True, hash=False)
         live = np.flatnonzero(active)
-        parts = client.compute(
-            [cheapest([nb[b] for b in groups[g]], [ds[b] for b in groups[g]], [int(offsets[b]) for b in groups[g]], comp_f)
-             for g in live],
-            sync=True,
-        )
+        parts = client.compute([cheapest(*tasks[t], comp_f) for t in live], sync=True)
         del comp_f
-        for g, part in zip(live, parts):
-            active[g] = part[0].shape[0] > 0
+        for t, part in zip(live, parts):
+            active[t] = part[0].shape[0] > 0
         if not active.any():
             break
         cid = np.concatenate([p[0] for p in parts])

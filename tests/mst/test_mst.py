@@ -121,11 +121,11 @@ def test_task_groups_are_consecutive_runs_held_by_one_worker(dask_client):
     sizes = [50] * 20
     lazy = da.from_array(rows, chunks=(50, 3))
     # not persisted: runs of consecutive blocks by size only
-    assert task_groups(dask_client, lazy, sizes, 120) == [[2 * i, 2 * i + 1] for i in range(10)]
-    assert task_groups(dask_client, lazy, sizes, 10) == [[i] for i in range(20)]  # a block larger than the cap
+    assert task_groups(dask_client, lazy, 120) == [[2 * i, 2 * i + 1] for i in range(10)]
+    assert task_groups(dask_client, lazy, 10) == [[i] for i in range(20)]  # a block larger than the cap
     held = dask_client.persist(lazy)
     wait(futures_of(held))
-    groups = task_groups(dask_client, held, sizes, 120)
+    groups = task_groups(dask_client, held, 120)
     assert [b for g in groups for b in g] == list(range(20))
     assert all(sum(sizes[b] for b in g) <= 120 for g in groups)
     where = {key: sorted(w)[0] for key, w in dask_client.who_has(futures_of(held)).items()}
