@@ -309,7 +309,7 @@ def _approx_knn(client, blocks, row_chunks, d: int, k: int, plan: ClusterPlan):
     n = int(sum(row_chunks))
     t0 = time.perf_counter()
     if warm_workers(client):
-        log.info("k-NN approx: pynndescent compiled on the workers in %.1f s", time.perf_counter() - t0)
+        log.info("k-NN approx: pynndescent warmed on the workers in %.1f s", time.perf_counter() - t0)
     seed = config.search_seed()  # the same call gives the same graph, seed set or not
     rng = config.rng_for("sampling", seed=seed)
     sample_ids = np.sort(rng.choice(n, size=min(n, plan.partition_sample), replace=False))
@@ -440,8 +440,8 @@ def prepare(source: Source, plan: ClusterPlan, client, timer: _Timer | None = No
     x = source.data
     if plan.knn == "approx":
         preload_planner()  # imported while the workers read the data
-        # fresh workers compile pynndescent in the background while they validate, sample and
-        # route the data (their first builds wait for it)
+        # fresh workers import pynndescent and load its kernels in the background while they
+        # validate, sample and route the data (their first builds wait for it)
         warm_workers(client, wait=False)
     with timer.stage("validate"):
         # one read of the data: the finiteness scan, the column mean and the prepared (centred)

@@ -6,7 +6,8 @@
 2. Every row goes to its ``overlap`` nearest partitions (default 2: a row near a cell border is
    indexed on both sides).
 3. One ``pynndescent.NNDescent`` per partition, built in a worker task (seeded per partition
-   from the root seed, one numba thread) on the partition's rows in a locality order (the
+   from the root seed, one numba thread; its NN-descent core loaded from numba's cache, see
+   :mod:`distdataeval.knn.nndescent`) on the partition's rows in a locality order (the
    leaves of a seeded random projection tree: the descent then reads rows that are close in
    memory; 10-20% faster per build at the same recall); tiny partitions are searched exactly
    instead. Neighbour distances are recomputed exactly in float64 from the partition's rows.
@@ -34,6 +35,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from distdataeval.knn import _kernels as K
 from distdataeval.knn.blocks import PreparedBlock
+from distdataeval.knn.nndescent import neighbor_graph
 from distdataeval.runtime.compute import holders
 from distdataeval.runtime.threads import limit_threads
 
@@ -247,28 +249,16 @@ def _build_partition(pieces: list, k: int, seed: int, neighbor_factor: float = 1
             xo = x32
             graph, _ = _brute_force_partition(x32.astype(np.float64), kk)
         else:
-            from pynndescent import NNDescent
-
             # rows near each other in space handed to pynndescent next to each other: its
             # descent then reuses cached rows (measured on 54k- and 78k-row cells of the 1M
             # data, one thread: 13% and 20% faster than in id order, same recall)
             perm = locality_order(x32, seed)
             xo = x32[perm]
-            index = NNDescent(
-                xo,
-                # a wider graph than asked for, truncated after: measured on one 100k x 64
-                # mixture index (spec recipe), recall@25 0.878 with pynndescent's defaults,
-                # 0.949 with 60 candidates (1.4x the time), 0.984 with 60 candidates and
-                # 40 neighbours (2.0x)
-                n_neighbors=min(s - 1, max(kk + 1, round(neighbor_factor * (kk + 1)))),
-                metric="euclidean",
-                random_state=seed,
-                n_jobs=1,
-                low_memory=True,
-                compressed=True,
-                max_candidates=max_candidates,
-            )
-            graph = index.neighbor_graph[0]
+            # a wider graph than asked for, truncated after: measured on one 100k x 64 mixture
+            # index (spec recipe), recall@25 0.878 with pynndescent's defaults, 0.949 with 60
+            # candidates (1.4x the time), 0.984 with 60 candidates and 40 neighbours (2.0x)
+            width = min(s - 1, max(kk + 1, round(neighbor_factor * (kk + 1))))
+            graph = neighbor_graph(xo, width, seed, max_candidates)
     # exact distances in build order (neighbours close in memory), rows written back in id order
     K.partition_lists(xo, graph, ids[perm], perm, nbr_ids[:, :kk], sqd[:, :kk])
     return ids, nbr_ids, sqd
@@ -488,16 +478,17 @@ def approximate_knn(
 
 
 def _warm_pynndescent() -> bool:
-    """Compile pynndescent's kernels in this process (numba; ~25 s once per process)."""
+    """Import pynndescent and load its kernels and our NN-descent core in this process (from
+    numba's cache: ~1 s; the first run after installing compiles them, ~20 s)."""
     with _BUILD_LOCK:
         _warm_pynndescent_locked()
     return True
 
 
 def _load_search_kernels() -> None:
-    """Load this package's cached kernels of the exact probe search (a tiny search): numba's
-    compiler lock is held for the whole pynndescent compile, so kernels first called during it
-    would wait for it."""
+    """Load this package's cached kernels of the exact probe search (a tiny search) first:
+    numba's compiler lock is held while the NN-descent core compiles (first run after
+    installing), so kernels first called during it would wait for it."""
     from distdataeval.knn.exact import _merge_tiles, _scan_group
     from distdataeval.knn.blocks import prepare_block
 
@@ -507,7 +498,7 @@ def _load_search_kernels() -> None:
 
 
 def _warm_in_background() -> bool:
-    """Start the compile in a thread of this worker and return at once: the worker serves
+    """Start the warm-up in a thread of this worker and return at once: the worker serves
     validation, routing and probe tasks meanwhile; its first build waits on ``_BUILD_LOCK``."""
     started = threading.Event()
 
@@ -518,7 +509,7 @@ def _warm_in_background() -> bool:
                 _load_search_kernels()
                 _warm_pynndescent_locked()
             except Exception:  # noqa: BLE001 - a build compiles on its own if this failed
-                log.warning("background pynndescent compile failed", exc_info=True)
+                log.warning("background pynndescent warm-up failed", exc_info=True)
 
     threading.Thread(target=run, daemon=True, name="distdataeval-warm-pynndescent").start()
     started.wait()  # the lock is taken before any build can run
@@ -526,23 +517,22 @@ def _warm_in_background() -> bool:
 
 
 def _warm_pynndescent_locked() -> None:
-    from pynndescent import NNDescent
-
     x = np.random.default_rng(0).normal(size=(EXACT_PARTITION_ROWS + 500, 4)).astype(np.float32)
     with limit_threads(1):
-        NNDescent(x, n_neighbors=6, random_state=0, n_jobs=1, low_memory=True, compressed=True, max_candidates=60).neighbor_graph
+        neighbor_graph(x, 6, 0, 60)
 
 
 _warmed: set = set()
 
 
 def warm_workers(client, wait: bool = True) -> int:
-    """Compile pynndescent once in every worker of ``client`` not warmed yet (in parallel).
+    """Warm pynndescent once in every worker of ``client`` not warmed yet (in parallel).
 
-    Returns the number of workers warmed now. Workers are long-lived, so a session pays the JIT
-    once, not once per call. With ``wait=False`` each worker compiles in a background thread
-    while it runs other tasks (its builds wait for the compile): a fresh process's validation,
-    sample, partition plan and routing overlap the ~25 s compile.
+    Returns the number of workers warmed now. Warming imports pynndescent and loads the
+    NN-descent kernels from numba's cache (~1 s; the first run after installing compiles them,
+    ~20 s, see :mod:`distdataeval.knn.nndescent`). With ``wait=False`` each worker warms in a
+    background thread while it runs other tasks (its builds wait for it): a fresh process's
+    validation, sample, partition plan and routing overlap it.
     """
     workers = [w for w in client.scheduler_info()["workers"] if (client.id, w) not in _warmed]
     if workers:

@@ -261,16 +261,34 @@ def test_min_partitions_and_cells_bounded_by_twice_the_mean():
     assert plan.expected_sizes.max() <= 2.0 * first_mean * 1.2
 
 
-def test_background_warm_holds_the_build_lock_until_compiled():
-    # fresh workers compile pynndescent in a thread: the call returns at once and builds wait
-    # on the lock the compile holds (a compile takes ~25 s, so it is still running here)
+def _slow_warm():
+    """Make this worker's warm-up take 3 s (it loads cached kernels in ~1 s)."""
+    import time
+
+    real = approx._warm_pynndescent_locked
+
+    def slow():
+        time.sleep(3.0)
+        real()
+
+    approx._warm_pynndescent_locked = slow
+
+
+def test_background_warm_holds_the_build_lock_until_warm():
+    # fresh workers warm pynndescent in a thread: the call returns at once and builds wait on
+    # the lock the warm-up holds
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(_slow_warm)
         assert approx.warm_workers(client, wait=False) == 1
         assert list(client.run(lambda: approx._BUILD_LOCK.locked()).values()) == [True]
         assert approx.warm_workers(client, wait=False) == 0  # once per worker
+        x = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+        ids, nbr, _ = client.submit(approx._build_partition, [(np.arange(3000), x)], 5, 0).result()
+        assert nbr.shape == (3000, 5)  # the build waited for the warm-up and ran
+        assert list(client.run(lambda: approx._BUILD_LOCK.locked()).values()) == [False]
 
 
 def test_a_partition_graph_does_not_depend_on_how_its_rows_arrive():
