@@ -33,12 +33,13 @@ _CLUSTER_PARAMS = (
 )
 ALGORITHMS = ("hdbscan", "kmeans")
 # knn="auto" uses exact search up to this many rows. Measured (benchmarks/README.md, "Crossover",
-# d = 64, 2 workers): warm, approx is faster from ~10,000 rows (50k: exact 9.9 s, approx 2.7 s);
-# in a fresh process, where approx pays pynndescent's compile in each worker (~25 s), only from
-# 70,000-100,000 (50k: 12.7 vs 27.6 s; 100k: 40.3 vs 28.5 s). At 50,000 the worst case of
-# either choice is ~3.6x warm (exact kept) or ~2.2x fresh (approx taken); at the former
-# 100,000 it was 9.9x warm (38.4 s instead of 3.9 s).
-AUTO_EXACT_MAX_ROWS = 50_000
+# d = 64, 2 workers): warm, approx is faster from ~10,000 rows (20k: exact 1.86 s, approx
+# 1.38 s; 50k: 9.92 vs 2.74 s); in a fresh process (a batch job), since pynndescent's core loads
+# from numba's cache, from 20,000-35,000 (20k: 5.09 vs 5.37 s; 35k: 8.11 vs 5.97 s; 50k: 13.05
+# vs 6.85 s). At 20,000 the worst case of either choice is ~1.35x warm (exact kept, 0.5 s) or
+# ~1.05x fresh (approx taken, 0.3 s). (It was 50,000 while each fresh worker compiled
+# pynndescent for ~20 s, and 100,000 before that.)
+AUTO_EXACT_MAX_ROWS = 20_000
 KNN_METHODS = ("auto", "exact", "approx")
 
 
@@ -164,7 +165,7 @@ def cluster(
     knn : {"auto", "exact", "approx"}
         k-NN method. "exact" is blocked brute force (DataEval's behaviour, the parity mode).
         "approx" is pynndescent partitioned across workers (recall measured on a sample and
-        reported as ``result.knn_recall``). "auto": exact up to 50,000 rows, approx above.
+        reported as ``result.knn_recall``). "auto": exact up to 20,000 rows, approx above.
     client : distributed.Client, optional
         Cluster to run on; default: the current client, else a local cluster of worker processes
         bound to 127.0.0.1 (started once, reused).
