@@ -12,9 +12,10 @@ Prints per n: both wall times, exact / approx, the approx recall@25 and the ARI 
 label sets (raw labels, noise = -1), and at the end the smallest n at which approx was faster.
 
 ``--fresh``: each (n, mode) runs in a new process instead (interpreter, imports, LocalCluster
-start, the call, exit; timed from outside), as a batch job runs: approx then pays
-pynndescent's compile in each worker process (numba cannot cache it), exact only loads this
-package's cached kernels. ``knn="auto"``'s threshold must hold in both settings.
+start, the call, exit; timed from outside), as a batch job runs: both modes then load their
+kernels from numba's disk cache in new worker processes (approx: pynndescent's import and its
+NN-descent core; until 2026-11-27 that core compiled in every worker, ~20 s).
+``knn="auto"``'s threshold must hold in both settings.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from distdataeval.mst.records import SpanningTree
 from distdataeval.mst.reduce import EdgeList, knn_forest
 from distdataeval.result import ClusterResult
 from distdataeval.runtime.client import is_shared_local
+from distdataeval.runtime.compute import scattered_rows
 from distdataeval.stats import cluster_centers, reassign_noise_to_nearest_center
 from distdataeval.tree import hdbscan_from_mst
 
@@ -524,8 +525,8 @@ def mst_stage(prepared: Prepared, graph: KnnGraph, plan: ClusterPlan, client, si
         nbr, dist = graph.held if graph.held else (graph.k_neighbors, graph.k_distances)
         graph.held.clear()
         if not isinstance(nbr, da.Array):
-            nbr = da.from_array(nbr, chunks=(prepared.row_chunks, -1))
-            dist = da.from_array(dist, chunks=(prepared.row_chunks, -1))
+            nbr = scattered_rows(client, np.asarray(nbr), prepared.row_chunks)
+            dist = scattered_rows(client, np.asarray(dist), prepared.row_chunks)
         forest = knn_forest(client, nbr, dist)
         del nbr, dist
         log.info("MST: k-NN forest of %d edges (%.2f s)", len(forest), time.perf_counter() - timer.started)
@@ -591,7 +592,7 @@ def labels_stage(prepared: Prepared, spanning: SpanningTree, plan: ClusterPlan, 
                 # change with the centring; float32 rows are what approx mode measures): measured
                 # at 1M rows, re-reading the input twice from Zarr took ~2.6 core-s
                 x = _centred_rows(prepared)
-            lab = da.from_array(raw, chunks=(prepared.row_chunks,))
+            lab = scattered_rows(client, raw, prepared.row_chunks)
             centers, _ = client.compute(cluster_centers(x, lab, n_found)).result()
             labels = client.compute(reassign_noise_to_nearest_center(x, lab, centers)).result()
     return Labels(np.asarray(labels, dtype=np.int64), np.asarray(tree.membership, dtype=np.float32), noise, raw,

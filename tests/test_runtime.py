@@ -73,3 +73,32 @@ def test_compute_in_order_keeps_the_argument_order_for_mixed_collections(dask_cl
     b = dask.delayed(str)("B")
     assert compute_in_order(dask_client, a, x.sum(), b, x.max()) == ["A", 45, "B", 9]
     assert compute_in_order(dask_client, x.sum(), a, x.max()) == [45, "A", 9]
+
+
+def test_scattered_rows_are_the_array_without_a_large_graph(dask_client):
+    # from_array embeds a 16 MB label vector in the graph (distributed warns at 10 MiB);
+    # scattered, the graph holds slices of one future
+    import warnings
+
+    import dask.array as da
+    import numpy as np
+
+    from distdataeval.runtime.compute import scattered_rows
+
+    a = np.arange(2_000_000, dtype=np.int64) * 3 - 7
+    chunks = (500_000, 700_000, 800_000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dask_client.compute(da.from_array(a, chunks=(chunks,)).sum()).result()
+    assert any("large graph" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = scattered_rows(dask_client, a, chunks)
+        assert x.chunks == (chunks,)
+        total = dask_client.compute(x.sum()).result()
+        rows = dask_client.compute(x[499_990:500_010]).result()
+    assert not any("large graph" in str(w.message) for w in caught)
+    assert total == a.sum()
+    np.testing.assert_array_equal(rows, a[499_990:500_010])
+    two = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.testing.assert_array_equal(dask_client.compute(scattered_rows(dask_client, two, (3, 7))).result(), two)

@@ -29,3 +29,26 @@ def holders(client, futures: list) -> list:
     wait(futures)
     where = client.who_has(futures)
     return [sorted(where.get(f.key) or [""])[0] for f in futures]
+
+
+def _rows(a, lo: int, hi: int):
+    return a[lo:hi]
+
+
+def scattered_rows(client, a, row_chunks: tuple):
+    """A NumPy array as a Dask array in ``row_chunks``, its data sent to one worker once.
+
+    ``da.from_array`` embeds the array in every graph built on it: at 2M rows an int64 label
+    vector is a 15 MiB graph, sent through the scheduler with each compute (and distributed warns
+    "Sending large graph"). Scattered, it travels once, straight to a worker; blocks are slices.
+    """
+    import dask.array as da
+    import numpy as np
+
+    future = client.scatter(a, hash=False)
+    take = dask.delayed(_rows, pure=True)
+    bounds = np.concatenate([[0], np.cumsum(row_chunks)]).astype(int)
+    return da.concatenate([
+        da.from_delayed(take(future, int(lo), int(hi)), shape=(int(hi - lo),) + a.shape[1:], dtype=a.dtype)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ])
