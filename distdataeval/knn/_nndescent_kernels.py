@@ -14,7 +14,7 @@ Euclidean update generation, heap pushes and update application) are pynndescent
 once per installation, loaded from numba's cache afterwards. The steps do the same arithmetic in
 the same order as pynndescent's, so the graph is the same bit for bit (tested against
 ``NNDescent``); the Python side (`distdataeval.knn.nndescent`) uses this only for the pynndescent
-release range it was checked against.
+releases it was checked against.
 """
 
 from __future__ import annotations

@@ -6,8 +6,12 @@ Euclidean distance on float32 data, which is every build of this package, :func:
 lets ``NNDescent`` do everything it does (random states, the initialisation forest, its parameter
 defaults) and swaps only the compiled core for our cacheable copy of it, which gives the same
 graph bit for bit. The swap is made only for the pynndescent releases it was checked against
-(``SUPPORTED_RELEASES``) and only for the duration of the call; anything else runs pynndescent
+(``CHECKED_RELEASES``) and only for the duration of the call; anything else runs pynndescent
 unchanged.
+
+Exact releases, not a range: numba's cache is keyed to our kernel file, not to pynndescent, so
+a cached core holds the pynndescent kernels it was compiled with. Only ever compiling it under a
+checked release keeps what is cached and what was checked the same code.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-SUPPORTED_RELEASES = ("0.7.",)
+CHECKED_RELEASES = ("0.7.0",)
 # the parameters of pynndescent_.nn_descent the swapped-in core is a drop-in for
 _CORE_PARAMETERS = (
     "data",
@@ -45,7 +49,7 @@ def cached_core_available() -> bool:
     import pynndescent
     from pynndescent import pynndescent_
 
-    if not pynndescent.__version__.startswith(SUPPORTED_RELEASES):
+    if pynndescent.__version__ not in CHECKED_RELEASES:
         return False
     original = getattr(pynndescent_.nn_descent, "py_func", None)
     return original is not None and tuple(inspect.signature(original).parameters) == _CORE_PARAMETERS

@@ -23,9 +23,21 @@ def _graphs(x, n_neighbors, seed, max_candidates):
 
 
 def test_the_installed_pynndescent_gets_the_cached_core():
-    # pyproject pins the releases the core was checked against: if this fails, pynndescent
-    # changed nn_descent and every worker would compile it again in each new process
+    # if this fails, a pynndescent release the core was not checked against is installed: every
+    # worker compiles pynndescent's own core again in each new process (correct, ~20 s slower).
+    # Check the new release with this module's tests and add it to CHECKED_RELEASES
     assert nndescent.cached_core_available()
+
+
+def test_other_pynndescent_releases_run_pynndescents_own_core(monkeypatch):
+    import pynndescent
+
+    monkeypatch.setattr(pynndescent, "__version__", "0.7.1")
+    assert not nndescent.cached_core_available()
+    x, _ = mixture(3000, d=8, seed=3)
+    before = dict(nndescent.calls)
+    nndescent.neighbor_graph(x, 10, 0, 40)
+    assert nndescent.calls == {"cached": before["cached"], "pynndescent": before["pynndescent"] + 1}
 
 
 @pytest.mark.parametrize(
