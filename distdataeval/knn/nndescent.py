@@ -65,6 +65,7 @@ def _swapped_core(original):
              init_graph=EMPTY_GRAPH, rp_tree_init=True, leaf_array=None, low_memory=True, verbose=False, kernel=0):  # fmt: skip
         import numba
 
+        # (low_memory: not read by the checked releases' nn_descent)
         ours = (
             dist is distances.squared_euclidean
             and kernel == kernels.KERNEL_SQEUCLIDEAN
