@@ -508,11 +508,6 @@ def cell_label_counts(route) -> tuple:
     return pairs[0], pairs[1], counts
 
 
-def rows_block(x: np.ndarray, ids: np.ndarray, centre: np.ndarray, labels: np.ndarray) -> tuple:
-    """Selected rows (any ids) prepared as a query SearchBlock, with their ids."""
-    return np.asarray(ids, dtype=np.int64), prepare_search_block(x, 0, centre, labels)
-
-
 # ---------------------------------------------------------------------------------------------
 # Exact same-class search of selected rows: the intra-class fallback of label_errors' approx
 # mode. A row's intra-class neighbours lie in its own class, so only that class's rows are read.

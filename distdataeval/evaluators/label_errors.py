@@ -614,7 +614,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
             stacklevel=3,
         )
     t_fb = time.perf_counter()
-    full = [score(r, k_eff, sample_ids) for r in exact_rows_knn(x, fallback, centre, codes, blocks, chunks, k_eff, modes, d=d)]
+    full = [score(r, k_eff, sample_ids) for r in exact_rows_knn(fallback, codes, blocks, chunks, k_eff, modes, d=d)]
     intra = same_class_knn(x, in_class, centre, codes, blocks, k_eff, d=d)
     done = c.compute(full + intra, sync=True)
     _collect(done[: len(full)], scores, found, flagged, sampled)
@@ -657,7 +657,7 @@ def _measure_recall(c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample
         )
     score = dask.delayed(LK.score_rows, pure=True)
     exact = c.compute(
-        [score(r, k_eff, sample_ids) for r in exact_rows_knn(x, rows, centre, codes, blocks, chunks, k_eff, modes, d=d)],
+        [score(r, k_eff, sample_ids) for r in exact_rows_knn(rows, codes, blocks, chunks, k_eff, modes, d=d)],
         sync=True,
     )
     e_scores = np.concatenate([p[1] for p in exact])

@@ -489,3 +489,27 @@ def test_same_class_knn_matches_per_class_brute_force(dask_client, monkeypatch):
         np.testing.assert_array_equal(g_ids, same[order])
         np.testing.assert_allclose(g_sq, sq[order], rtol=1e-12, atol=1e-12)
         assert (g_lab == codes[i]).all()
+
+
+def test_query_rows_come_from_the_prepared_blocks_unchanged(dask_client):
+    # the fallback's and the recall check's query rows are taken from the persisted blocks (no
+    # new read of the input): the same centred rows, norms and labels as preparing them afresh
+    import dask.array as da
+
+    from distdataeval.evaluators import _search_kernels as K
+    from distdataeval.evaluators import masked_search as MS
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(700, 6)).astype(np.float32)
+    codes = rng.integers(0, 3, 700).astype(np.int64)
+    xd = da.from_array(x, chunks=(100, 6))
+    centre = x.astype(np.float64).mean(axis=0)
+    blocks = dask_client.persist(MS.prepare_search_blocks(xd, centre, codes))
+    ids = np.sort(rng.choice(700, 90, replace=False))
+    got_ids, got = dask_client.compute(MS._query_rows(blocks, xd.chunks[0], ids, codes)).result()
+    fresh = K.prepare_search_block(x[ids], 0, centre, codes[ids])
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got.x, fresh.x)
+    np.testing.assert_array_equal(got.sqnorm, fresh.sqnorm)
+    np.testing.assert_array_equal(got.labels, codes[ids])
+    assert got.offset == 0
