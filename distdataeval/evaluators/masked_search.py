@@ -60,10 +60,9 @@ def _query_block(ids: np.ndarray, labels: np.ndarray, *pieces) -> tuple:
 
 def _query_rows(blocks: list, chunks: tuple, ids: np.ndarray, labels: np.ndarray):
     """Lazy (ids, SearchBlock) of the rows ``ids`` (sorted), taken from the prepared ``blocks``
-    (row blocks ``chunks``): one small task per block holding any of them, no new read of the
-    input. (Fancy-indexing the input array instead re-read the store and made a shuffle of
-    ~6,000 tasks for label_errors' fallback at 1M rows: ~13 s of wall time for 1.7 core-s of
-    search.)"""
+    (row blocks ``chunks``): one small task per block holding any of them. (Fancy-indexing the
+    input array instead made a shuffle of ~6,000 tasks for label_errors' fallback at 1M rows:
+    ~13 s of wall time for 1.7 core-s of search.)"""
     offs = _offsets(chunks)
     which = np.searchsorted(offs, ids, side="right") - 1
     pick = dask.delayed(_pick_rows, pure=True)

@@ -40,7 +40,7 @@ def scattered_rows(client, a, row_chunks: tuple):
 
     ``da.from_array`` embeds the array in every graph built on it: at 2M rows an int64 label
     vector is a 15 MiB graph, sent through the scheduler with each compute (and distributed warns
-    "Sending large graph"). Scattered, it travels once, straight to a worker; blocks are slices.
+    "Sending large graph"). Scattered, it travels once, to one worker; blocks are slices of it.
     """
     import dask.array as da
     import numpy as np

@@ -492,8 +492,8 @@ def test_same_class_knn_matches_per_class_brute_force(dask_client, monkeypatch):
 
 
 def test_query_rows_come_from_the_prepared_blocks_unchanged(dask_client):
-    # the fallback's and the recall check's query rows are taken from the persisted blocks (no
-    # new read of the input): the same centred rows, norms and labels as preparing them afresh
+    # the fallback's and the recall check's query rows are taken from the prepared blocks (not
+    # by fancy-indexing the input): the same centred rows, norms and labels as preparing them afresh
     import dask.array as da
 
     from distdataeval.evaluators import _search_kernels as K
