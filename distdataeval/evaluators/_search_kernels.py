@@ -297,18 +297,21 @@ def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: 
 
 @dataclass(frozen=True)
 class Cell:
-    """The rows of one cell (those whose nearest centroid it is).
+    """The rows of one cell (those whose nearest centroid it is), ordered by (label, id).
 
     Attributes
     ----------
     ids : ndarray of int64, shape (m,)
-        Global row ids, ascending.
+        Global row ids (ascending within a label).
     x : ndarray of float64, shape (m, d)
         Centred rows.
     sqnorm : ndarray of float64, shape (m,)
     labels : ndarray of int64, shape (m,)
+        Ascending, so the rows of one label are one contiguous range.
     probes : ndarray of int32, shape (m, p)
         Cells each row probes, nearest first (the first is this cell).
+    x32 : ndarray of float32, shape (m, d)
+        ``x`` in float32, for the candidate GEMM.
     """
 
     ids: np.ndarray
@@ -316,16 +319,31 @@ class Cell:
     sqnorm: np.ndarray
     labels: np.ndarray
     probes: np.ndarray
+    x32: np.ndarray
+
+    def label_range(self, label: int) -> tuple[int, int]:
+        """[start, end) of the rows with ``label`` (empty when absent)."""
+        return int(np.searchsorted(self.labels, label, "left")), int(np.searchsorted(self.labels, label, "right"))
 
 
-def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
-    """int32 (m, p): ids of the p nearest centroids of each row, nearest first (ties: lower id)."""
-    d2 = (centroids**2).sum(axis=1)[None, :] - 2.0 * (x @ centroids.T)
-    if p >= centroids.shape[0]:
-        return np.argsort(d2, axis=1, kind="stable").astype(np.int32)
-    part = np.argpartition(d2, p - 1, axis=1)[:, :p]
-    order = np.lexsort((part, np.take_along_axis(d2, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int32)
+def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 4096) -> np.ndarray:
+    """int32 (m, p): ids of the p nearest centroids of each row, nearest first (ties: lower id).
+
+    Distances are ranked in float32 (a GEMM on ``rows`` rows at a time); the ranking only
+    chooses cells, every distance reported later is recomputed in float64.
+    """
+    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    c_sq = (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    out = np.empty((x.shape[0], min(p, centroids.shape[0])), np.int32)
+    for s in range(0, x.shape[0], rows):
+        d2 = c_sq[None, :] - 2.0 * (x[s : s + rows].astype(np.float32) @ c32.T)
+        if p >= centroids.shape[0]:
+            out[s : s + rows] = np.argsort(d2, axis=1, kind="stable")
+            continue
+        part = np.sort(np.argpartition(d2, p - 1, axis=1)[:, :p], axis=1)  # ids ascending, then
+        order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1, kind="stable")  # by distance
+        out[s : s + rows] = np.take_along_axis(part, order, axis=1)
+    return out
 
 
 def route_block(block: SearchBlock, centroids: np.ndarray, p: int):
@@ -355,127 +373,205 @@ def gather_cell(cell: int, *routes) -> Cell:
             pieces.append((ids[s], x[s], sq[s], lab[s], probes[s]))
     if not pieces:
         raise ValueError(f"cell {cell} has no rows")  # the graph only asks for non-empty cells
-    return Cell(*(np.concatenate([p[t] for p in pieces]) for t in range(5)))
+    ids, x, sq, lab, probes = (np.concatenate([p[t] for p in pieces]) for t in range(5))
+    order = np.lexsort((ids, lab))
+    x = np.ascontiguousarray(x[order])
+    return Cell(ids[order], x, sq[order], lab[order], probes[order], x.astype(np.float32))
 
 
-def search_cell(
-    home_id: int, cell_ids: np.ndarray, cells: list, k: int, modes: tuple, rows=None, probes=None, other_ids=None,
-) -> tuple:
-    """k nearest admissible rows, per mode, of rows of cell ``home_id`` among the cells each probes.
+@numba.njit(cache=True, nogil=True)
+def push_rows_same_other(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, same_d, same_i, other_d, other_i):
+    """Offer a GEMM slab (query rows ``rows`` of the heaps x contiguous refs from ``r_offset``)
+    to the "same" (self excluded) and "other" heaps at once, by each pair's labels."""
+    m, c = gram.shape
+    k = same_d.shape[1]
+    for a in range(m):
+        i = rows[a]
+        root_s = same_d[i, 0]
+        root_o = other_d[i, 0]
+        qi = q_ids[i]
+        ql = q_lab[i]
+        qs = q_sq[i]
+        for j in range(c):
+            d = qs + r_sq[j] - 2.0 * gram[a, j]
+            if d < 0.0:
+                d = 0.0
+            if r_lab[j] == ql:
+                if d >= root_s:
+                    continue
+                rid = r_offset + j
+                if rid == qi:
+                    continue
+                same_d[i, 0] = d
+                same_i[i, 0] = rid
+                _sift_down(same_d[i], same_i[i], k)
+                root_s = same_d[i, 0]
+            else:
+                if d >= root_o:
+                    continue
+                other_d[i, 0] = d
+                other_i[i, 0] = r_offset + j
+                _sift_down(other_d[i], other_i[i], k)
+                root_o = other_d[i, 0]
+
+
+@numba.njit(cache=True, nogil=True)
+def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, heap_d, heap_i):
+    """:func:`push_rows_same_other` for one heap: mode 0 admits every ref (self excluded), 1
+    refs with the query row's label (self excluded), 2 refs with another label."""
+    m, c = gram.shape
+    k = heap_d.shape[1]
+    for a in range(m):
+        i = rows[a]
+        root = heap_d[i, 0]
+        qi = q_ids[i]
+        ql = q_lab[i]
+        qs = q_sq[i]
+        for j in range(c):
+            d = qs + r_sq[j] - 2.0 * gram[a, j]
+            if d < 0.0:
+                d = 0.0
+            if d >= root:
+                continue
+            rid = r_offset + j
+            if rid == qi:
+                continue
+            if mode == 1 and r_lab[j] != ql:
+                continue
+            if mode == 2 and r_lab[j] == ql:
+                continue
+            heap_d[i, 0] = d
+            heap_i[i, 0] = rid
+            _sift_down(heap_d[i], heap_i[i], k)
+            root = heap_d[i, 0]
+
+
+# query rows of one label that search another cell's rows of other labels as one GEMM; smaller
+# groups search the whole cell together, masked by label
+OTHER_GROUP_MIN = 32
+
+
+def _gemm_push(qx32, rows, cell, r_start, r_end, offset, q_sq, q_ids, q_lab, heaps, codes, scratch) -> None:
+    """Query rows ``rows`` against the cell rows [r_start, r_end), offered to ``heaps``."""
+    fused = codes == (1, 2)
+    for qs in range(0, rows.size, CELL_QUERY_SLAB):
+        sub = rows[qs : qs + CELL_QUERY_SLAB]
+        qb = qx32[sub]
+        for rs in range(r_start, r_end, CELL_REF_SLAB):
+            re = min(r_end, rs + CELL_REF_SLAB)
+            gram = np.matmul(qb, cell.x32[rs:re].T, out=scratch[: sub.size * (re - rs)].reshape(sub.size, re - rs))
+            if fused:
+                push_rows_same_other(
+                    gram, sub, q_sq, cell.sqnorm[rs:re], offset + rs, q_ids, q_lab, cell.labels[rs:re], *heaps[0], *heaps[1]
+                )
+                continue
+            for code, (hd, hi) in zip(codes, heaps):
+                push_rows(gram, sub, q_sq, cell.sqnorm[rs:re], offset + rs, q_ids, q_lab, cell.labels[rs:re], code, hd, hi)
+
+
+def _probe_lists(probes: np.ndarray) -> tuple:
+    """Cells probed by any row, ordered by their mean probe rank (a row's home cell first), and
+    for each the query rows that probe it."""
+    m, p = probes.shape
+    flat = probes.ravel()
+    order = np.argsort(flat, kind="stable")
+    cids, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
+    rank = np.add.reduceat(order % p, starts) / counts
+    rows = np.split(order // p, starts[1:])
+    first = np.lexsort((cids, rank))
+    return cids[first], [rows[i] for i in first]
+
+
+def search_cells(home_ids, cell_ids: np.ndarray, cells: list, k: int, modes: tuple, other: dict | None = None) -> tuple:
+    """k nearest admissible rows, per mode, of the rows of cells ``home_ids`` among the cells each
+    row probes.
 
     Parameters
     ----------
-    home_id : int
-        The query rows' cell (one of ``cell_ids``).
+    home_ids : sequence of int
+        The query cells (a group of neighbouring cells searched together, so every probed cell
+        is compared with all the query rows that probe it in one GEMM).
     cell_ids : ndarray of int, shape (c,)
-        Ids of ``cells``: every cell any query row probes, ``home_id`` included.
+        Ids of ``cells``: every cell any query row probes, the home cells and ``other`` cells
+        included.
     cells : list of Cell
     k : int
     modes : tuple of {"all", "same", "other"}
-    rows : ndarray of int64, optional
-        Positions in the home cell of the rows to search (default: all).
-    probes : ndarray of int, shape (len(rows), p), optional
-        Cells probed by those rows (default: the home cell's ``probes``).
-    other_ids : ndarray of int, optional
-        Cells (among ``cell_ids``) searched by every query row for mode ``"other"`` only, on
-        top of its probes (a row skips those it probes anyway). Only their rows of another
-        class than the query row's are compared, so a cell of the row's own class costs
-        little.
+    other : dict of int to ndarray, optional
+        Home cell -> cells (among ``cell_ids``) its rows also search for mode ``"other"`` only,
+        on top of their probes (a row skips those it probes anyway). Only their rows of another
+        class than the query row's are compared (a cell's rows are grouped by label, so they
+        are two contiguous ranges), so a cell of the row's own class costs little. Query labels
+        with fewer than ``OTHER_GROUP_MIN`` rows in a home cell search the whole cell together,
+        masked by label.
 
     Returns
     -------
     ids : ndarray of int64, shape (m,)
-        Global ids of the query rows.
+        Global ids of the query rows (the home cells' rows, in ``home_ids`` order).
     neighbours : tuple of Neighbours
         One per mode, ordered by (distance, id); a row is never its own neighbour.
+
+    Notes
+    -----
+    Candidates are ranked by a float32 GEMM on slabs that stay in cache; the kept ones are
+    recomputed exactly in float64 by direct differences.
     """
     cell_ids = np.asarray(cell_ids)
-    home_pos = int(np.flatnonzero(cell_ids == home_id)[0])
-    home = cells[home_pos]
-    rows = np.arange(home.ids.size) if rows is None else np.asarray(rows, dtype=np.int64)
-    probes = home.probes[rows] if probes is None else np.asarray(probes)
-    qx, q_sq, q_lab = home.x[rows], home.sqnorm[rows], home.labels[rows]
-    m = rows.size
+    where = {int(c): i for i, c in enumerate(cell_ids)}
+    homes = [cells[where[int(h)]] for h in home_ids]
     sizes = np.array([c.ids.size for c in cells], dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    union_x = np.concatenate([c.x for c in cells])
+    union_lab = np.concatenate([c.labels for c in cells])
     union_ids = np.concatenate([c.ids for c in cells])
-    q_union = offs[home_pos] + rows  # the query rows' own positions in the union (self exclusion)
-    codes = [MODE_CODES[mode] for mode in modes]
-    fused = tuple(modes) == ("same", "other")
+    # query rows: the home cells' rows; q_union = their positions in the union (self exclusion)
+    q_union = np.concatenate([offs[where[int(h)]] + np.arange(c.ids.size) for h, c in zip(home_ids, homes)])
+    q_sq = np.concatenate([c.sqnorm for c in homes])
+    q_lab = np.concatenate([c.labels for c in homes])
+    qx32 = np.concatenate([c.x32 for c in homes])
+    probes = np.concatenate([c.probes for c in homes])
+    m = q_union.size
+    codes = tuple(MODE_CODES[mode] for mode in modes)
     heaps = [(np.full((m, k), np.inf), np.full((m, k), -1, np.int64)) for _ in modes]
-    qx32 = qx.astype(np.float32)
-    cells32 = [c.x.astype(np.float32) for c in cells]
     scratch = np.empty(CELL_QUERY_SLAB * CELL_REF_SLAB, np.float32)  # reused: no page faults per slab
-    for ci, (cid, r) in enumerate(zip(cell_ids, cells)):
-        sel = np.flatnonzero((probes == cid).any(axis=1))
-        if sel.size == 0:
-            continue
-        subs = [(hd[sel], hi[sel]) for hd, hi in heaps]
-        rx32 = cells32[ci]
-        for qs in range(0, sel.size, CELL_QUERY_SLAB):
-            qe = min(sel.size, qs + CELL_QUERY_SLAB)
-            qsel = sel[qs:qe]
-            qb, qsq, qid, qlab = qx32[qsel], q_sq[qsel], q_union[qsel], q_lab[qsel]
-            for rs in range(0, r.ids.size, CELL_REF_SLAB):
-                re = min(r.ids.size, rs + CELL_REF_SLAB)
-                gram = np.matmul(qb, rx32[rs:re].T, out=scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs))
-                if fused:
-                    push_same_other(
-                        gram, qsq, r.sqnorm[rs:re], int(offs[ci] + rs), qid, qlab, r.labels[rs:re],
-                        subs[0][0][qs:qe], subs[0][1][qs:qe], subs[1][0][qs:qe], subs[1][1][qs:qe],
-                    )
+    for cid, sel in zip(*_probe_lists(probes)):
+        ci = where[int(cid)]
+        _gemm_push(qx32, sel, cells[ci], 0, int(sizes[ci]), int(offs[ci]), q_sq, q_union, q_lab, heaps, codes, scratch)
+    if other and "other" in modes:
+        heap = [heaps[modes.index("other")]]
+        start = 0
+        for h, c in zip(home_ids, homes):
+            span = np.arange(start, start + c.ids.size)
+            start += c.ids.size
+            for cid in np.asarray(other.get(int(h), ()), dtype=np.int64):
+                ci = where[int(cid)]
+                r, off = cells[ci], int(offs[ci])
+                sel = span[~(probes[span] == cid).any(axis=1)]
+                if sel.size == 0:
                     continue
-                for code, (hd, hi) in zip(codes, subs):
-                    push_masked(
-                        gram, qsq, r.sqnorm[rs:re], int(offs[ci] + rs), qid, qlab, r.labels[rs:re], code, True,
-                        hd[qs:qe], hi[qs:qe],
-                    )
-        for (hd, hi), (sd, si) in zip(heaps, subs):
-            hd[sel] = sd
-            hi[sel] = si
-    if other_ids is not None and "other" in modes:
-        _search_other_cells(
-            cell_ids, cells32, cells, offs, np.asarray(other_ids), probes, qx32, q_sq, q_lab, *heaps[modes.index("other")],
-            scratch,
-        )
+                labs, first, counts = np.unique(q_lab[sel], return_index=True, return_counts=True)
+                mixed = []
+                for lab, f, cnt in zip(labs.tolist(), first.tolist(), counts.tolist()):
+                    group = sel[f : f + cnt]  # a home cell's rows are grouped by label
+                    if cnt < OTHER_GROUP_MIN:
+                        mixed.append(group)
+                        continue
+                    a, b = r.label_range(lab)  # rows of other labels: [0, a) and [b, size)
+                    for s, e in ((0, a), (b, r.ids.size)):
+                        if e > s:
+                            _gemm_push(qx32, group, r, s, e, off, q_sq, q_union, q_lab, heap, (0,), scratch)
+                if mixed:
+                    _gemm_push(qx32, np.concatenate(mixed), r, 0, r.ids.size, off, q_sq, q_union, q_lab, heap, (2,), scratch)
+    qx = union_x[q_union]
     out = []
-    for hd, hi in heaps:
+    for _hd, hi in heaps:
         sq = np.full((m, k), np.inf)
         lab = np.full((m, k), -1, np.int64)
-        for ci, r in enumerate(cells):
-            exact_candidates(qx, r.x, int(offs[ci]), r.labels, hi, sq, lab)
+        exact_candidates(qx, union_x, 0, union_lab, hi, sq, lab)
         gids = np.where(hi >= 0, union_ids[np.maximum(hi, 0)], -1)
         out.append(_select(gids, sq, lab, k))
-    return home.ids[rows], tuple(out)
-
-
-def _search_other_cells(cell_ids, cells32, cells, offs, other_ids, probes, qx32, q_sq, q_lab, hd, hi, scratch) -> None:
-    """Offer to the "other" heaps (hd, hi) the rows of another class of the cells ``other_ids``
-    (positions in the union of ``cells`` as ids), query rows grouped by label; ``cells32`` and
-    ``qx32`` are the float32 rows the candidate GEMM runs on (into ``scratch``)."""
-    for cid in other_ids:
-        ci = int(np.flatnonzero(cell_ids == cid)[0])
-        r = cells[ci]
-        sel = np.flatnonzero(~(probes == cid).any(axis=1))
-        if sel.size == 0:
-            continue
-        for lab in np.unique(q_lab[sel]):
-            qsel = sel[q_lab[sel] == lab]
-            refs = np.flatnonzero(r.labels != lab)
-            if refs.size == 0:
-                continue
-            sub_d, sub_i = hd[qsel], hi[qsel]
-            qb, qsq = qx32[qsel], q_sq[qsel]
-            for rs in range(0, refs.size, CELL_REF_SLAB):
-                rr = refs[rs : rs + CELL_REF_SLAB]
-                rx = cells32[ci][rr]
-                r_sq, r_pos = r.sqnorm[rr], offs[ci] + rr
-                for qs in range(0, qsel.size, CELL_QUERY_SLAB):
-                    qe = min(qsel.size, qs + CELL_QUERY_SLAB)
-                    gram = np.matmul(qb[qs:qe], rx.T, out=scratch[: (qe - qs) * rr.size].reshape(qe - qs, rr.size))
-                    push_indexed(gram, qsq[qs:qe], r_sq, r_pos, sub_d[qs:qe], sub_i[qs:qe])
-            hd[qsel] = sub_d
-            hi[qsel] = sub_i
+    return union_ids[q_union], tuple(out)
 
 
 def drop_self(nb: Neighbours, q_ids: np.ndarray, k: int) -> Neighbours:
@@ -492,11 +588,12 @@ def drop_self(nb: Neighbours, q_ids: np.ndarray, k: int) -> Neighbours:
     )
 
 
-def probe_summary(route) -> tuple:
-    """Per home cell present in a routed block: its row count and the cells its rows probe."""
-    cells, starts, _ids, _x, _sq, _lab, probes = route
-    ends = np.r_[starts[1:], probes.shape[0]]
-    return cells, ends - starts, [np.unique(probes[s:e]) for s, e in zip(starts, ends)]
+def probe_pairs(route, n_cells: int) -> np.ndarray:
+    """The (home cell, probed cell) pairs of a routed block's rows, as unique int64 codes
+    ``home * n_cells + probed`` (one compact array, cheap to send to the driver)."""
+    _cells, _starts, _ids, _x, _sq, _lab, probes = route
+    home = probes[:, :1].astype(np.int64)
+    return np.unique(home * n_cells + probes)
 
 
 def cell_label_counts(route) -> tuple:

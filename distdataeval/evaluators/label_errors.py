@@ -133,10 +133,9 @@ from distdataeval.evaluators.masked_search import (
     cell_knn,
     cell_label_counts,
     exact_rows_knn,
-    gather_cells,
     masked_knn,
     prepare_search_blocks,
-    probe_summaries,
+    probe_pairs,
     route_to_cells,
     same_class_knn,
 )
@@ -154,15 +153,16 @@ SEARCHES = ("auto", "exact", "approx")
 # search="auto" is exact up to this many rows, approx above (see the module notes for the
 # measurement it comes from)
 AUTO_EXACT_MAX_ROWS = 50_000
-CELL_ROWS = 2048  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
-NPROBE = 4  # approx mode: cells each row is searched in (its own and the 3 next nearest)
+CELL_ROWS = 512  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
+GROUP_CELLS = 4  # approx mode: neighbouring cells whose rows one task searches (about)
+NPROBE = 16  # approx mode: cells each row is searched in (its own and the 15 next nearest)
 # approx mode: cells nearest to a row's home cell also searched for its extra-class neighbours
 # (only their rows of another class; see the module notes)
-NPROBE_OTHER = 32
-# ... but a home cell's extra cells stop once they hold this many mean cells' worth of rows of
-# other classes than the home cell's main class (bounds the work: cells of another class are
-# searched in full, cells of the same class cost only their few rows of other classes)
-OTHER_BUDGET_CELLS = 8
+NPROBE_OTHER = 96
+# ... but a home cell's extra cells stop once they hold this many rows of other classes than the
+# home cell's main class (bounds the work: cells of another class are searched in full, cells of
+# the same class cost only their few rows of other classes)
+OTHER_BUDGET_ROWS = 2048
 RECALL_SAMPLE = 1000
 FLAG_SAMPLE = 200  # approx-flagged rows re-checked exactly
 RECALL_TARGET = 0.9
@@ -474,18 +474,71 @@ def _distance_recall(approx_sq: np.ndarray, exact_sq: np.ndarray) -> float:
     return float(np.mean(np.minimum(hit[ok], count[ok]) / count[ok])) if ok.any() else float("nan")
 
 
-def _fit_cells(sample: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """Cell centroids: k-means (one seeded k-means++ run) on the centred sample rows."""
+def _lloyd(rows: np.ndarray, parts: int, rng: np.random.Generator, iters: int = 10) -> np.ndarray:
+    """``parts`` centroids of ``rows``: k-means++ seeding, then a few Lloyd steps (small inputs)."""
+    from sklearn.cluster import kmeans_plusplus
+
+    cent, _ = kmeans_plusplus(rows, parts, random_state=int(rng.integers(2**31 - 1)))
+    for _ in range(iters):
+        lab = np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
+        counts = np.bincount(lab, minlength=parts)
+        sums = np.zeros_like(cent)
+        np.add.at(sums, lab, rows)
+        filled = counts > 0
+        cent[filled] = sums[filled] / counts[filled, None]
+    return cent
+
+
+def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.random.Generator) -> tuple:
+    """Cell centroids of about equal sizes, and the group (of neighbouring cells) of each.
+
+    k-means (one seeded k-means++ run) with ``n_cells / group_cells`` centroids on part of the
+    centred sample rows gives the groups; each group's sample rows are then split by k-means
+    into parts of about ``CENTROID_SAMPLE_PER_CELL`` rows. Plain k-means on clustered data
+    leaves cells of very different sizes (at 1M rows of 47 Gaussian components, 2048-row cells
+    ranged from 1 to 12,192 rows), and a row's probes then cost up to 6x the mean; splitting
+    evens them out. Parts of fewer than a quarter of that many sample rows (outliers) are
+    dropped: their rows go to the nearest kept cell.
+    """
     from sklearn.cluster import KMeans
 
-    n_cells = min(n_cells, sample.shape[0])
-    if n_cells == 1:
-        return sample.mean(axis=0, keepdims=True)
-    km = KMeans(n_clusters=n_cells, n_init=1, max_iter=50, random_state=int(rng.integers(2**31 - 1)))
-    centroids = km.fit(sample).cluster_centers_
-    # a centroid no sample row is nearest to would make an empty cell: drop it
-    used = np.unique(km.labels_)
-    return centroids[used]
+    n_cells = max(1, min(n_cells, sample.shape[0]))
+    n_groups = max(1, math.ceil(n_cells / group_cells))
+    per_cell = max(1.0, sample.shape[0] / n_cells)
+    if n_groups == 1:
+        coarse = sample.mean(axis=0, keepdims=True)
+    else:
+        take = min(sample.shape[0], CENTROID_SAMPLE_PER_CELL * n_groups)
+        sub = sample[np.sort(rng.choice(sample.shape[0], take, replace=False))]
+        km = KMeans(n_clusters=min(n_groups, sub.shape[0]), n_init=1, max_iter=50, random_state=int(rng.integers(2**31 - 1)))
+        coarse = km.fit(sub).cluster_centers_
+    home = np.argmin((coarse**2).sum(axis=1)[None, :] - 2.0 * sample @ coarse.T, axis=1)
+    centroids, groups = [], []
+    for g in range(coarse.shape[0]):
+        rows = sample[home == g]
+        parts = int(round(rows.shape[0] / per_cell))
+        if parts == 0 or rows.shape[0] < per_cell / 4:
+            continue
+        cent = rows.mean(axis=0, keepdims=True) if parts == 1 else _lloyd(rows, parts, rng)
+        if parts > 1:
+            lab = np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
+            cent = cent[np.bincount(lab, minlength=parts) >= per_cell / 4]
+        centroids.append(cent)
+        groups.append(np.full(cent.shape[0], len(groups), np.int64))
+    if not centroids:  # every part too small: one cell
+        return sample.mean(axis=0, keepdims=True), np.zeros(1, np.int64)
+    return np.concatenate(centroids), np.concatenate(groups)
+
+
+def _task_groups(homes: np.ndarray, group_of: np.ndarray) -> list:
+    """Home cells searched together: those of one centroid group, at most ``2 * GROUP_CELLS``
+    per task (a large group is cut into consecutive runs)."""
+    out = []
+    for g in np.unique(group_of[homes]):
+        members = homes[group_of[homes] == g]
+        parts = math.ceil(members.size / (2 * GROUP_CELLS))
+        out.extend(np.array_split(members, parts))
+    return out
 
 
 def _nearest_other_cells(centroids: np.ndarray, homes: np.ndarray, q: int, other_rows: dict | None = None,
@@ -555,31 +608,31 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     n_sample = min(n, max(CENTROID_SAMPLE_PER_CELL * target_cells, 10_000))
     pick = np.sort(rng.choice(n, n_sample, replace=False))
     sample = np.asarray(c.compute(x[pick]).result(), dtype=np.float64).reshape(n_sample, -1) - centre
-    centroids = _fit_cells(sample, target_cells, config.rng_for("sampling", _SEED_PATH, 1, seed=config.search_seed()))
+    centroids, group_of = _fit_cells(
+        sample, target_cells, GROUP_CELLS, config.rng_for("sampling", _SEED_PATH, 1, seed=config.search_seed())
+    )
     log.debug("label_errors approx: %d cell centroids fitted in %.1f s", centroids.shape[0], time.perf_counter() - t0)
     p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
     routes = c.persist(route_to_cells(blocks, centroids, p))
-    summaries, label_counts = c.compute([probe_summaries(routes), cell_label_counts(routes)], sync=True)
+    n_centroids = centroids.shape[0]
+    pairs, label_counts = c.compute([probe_pairs(routes, n_centroids), cell_label_counts(routes)], sync=True)
     log.debug("label_errors approx: rows routed at %.1f s", time.perf_counter() - t0)
-    probed: dict = {}
-    for cells, _sizes, targets in summaries:
-        for cell, t in zip(cells, targets):
-            probed[int(cell)] = np.union1d(probed.get(int(cell), np.empty(0, np.int64)), t)
-    homes = np.array(sorted(probed), dtype=np.int64)
+    pairs = np.unique(np.concatenate(pairs))
+    home_of, target = np.divmod(pairs, n_centroids)
+    homes, starts = np.unique(home_of, return_index=True)
     # a probed cell that is nobody's home has no rows
-    probed = {h: np.intersect1d(t, homes) for h, t in probed.items()}
-    cells = gather_cells(routes, homes)
+    probed = {int(h): np.intersect1d(t, homes) for h, t in zip(homes, np.split(target, starts[1:]))}
     # 3. search: each home cell against the cells its rows probe; scored where it ran
     sample_ids = np.sort(config.rng_for("recall", _SEED_PATH, seed=config.search_seed()).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
     score = dask.delayed(LK.score_rows, pure=True)
     other = _nearest_other_cells(
-        centroids, homes, nprobe_other, _other_rows(label_counts), OTHER_BUDGET_CELLS * n / max(homes.size, 1)
+        centroids, homes, nprobe_other, _other_rows(label_counts), OTHER_BUDGET_ROWS
     )
-    searches = cell_knn(cells, probed, k_eff, modes, other=other)
-    parts = c.compute([score(r, k_eff, sample_ids) for r in searches.values()], sync=True)
+    searches = cell_knn(routes, _task_groups(homes, group_of), probed, k_eff, modes, other, (LK.score_rows, (k_eff, sample_ids)))
+    parts = c.compute(searches, sync=True)
     log.debug("label_errors approx: cells searched at %.1f s", time.perf_counter() - t0)
-    del routes, cells, searches
+    del routes, searches
     scores = np.zeros(n, np.float32)
     found = np.zeros((n, 2), np.int32)
     means = np.zeros((n, 2))

@@ -303,18 +303,19 @@ def test_approx_other_class_cells_fill_extra_lists(dask_client):
     x = rng.normal(0, 1, (1200, 3)) + np.array([[0, 0, 0], [50, 0, 0], [0, 50, 0]])[y]
     from distdataeval import config
 
-    # seeded: an unseeded run draws its cells from a fresh root seed, and with one probed cell
-    # the intra-class lists (hence the scores' tolerance below) depend on those cells
+    # seeded: an unseeded run draws its cells from a fresh root seed, and with two probed cells
+    # (of ~100 rows: cells are balanced) the intra-class lists (hence the scores' tolerance
+    # below) depend on those cells; both probed cells are of the row's own class
     with config.use_seed(0):
-        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
+        out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=2, nprobe_other=11, chunk_rows=300)
     ref_scores, ref_errors, _ = brute_label_errors(x, y, 8)
     assert out.recall.nprobe_other == 11
     # no row is short any more (1200 without nprobe_other, see above); intra lists come from
-    # one probed cell so are approximate, extra lists are exact
+    # two probed cells so are approximate, extra lists are exact
     assert out.recall.short_rows == 0 and out.recall.fallback_rows == 0
     assert out.recall.extra == pytest.approx(1.0)
     assert out.errors == ref_errors
-    np.testing.assert_allclose(out.scores, ref_scores, rtol=1.0)
+    np.testing.assert_allclose(out.scores, ref_scores, rtol=0.5)
 
 
 def test_approx_other_class_cells_raise_extra_recall(dask_client, monkeypatch):

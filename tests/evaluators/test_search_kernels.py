@@ -1,0 +1,73 @@
+"""The cell search kernels against brute force over the same candidate sets."""
+
+import numpy as np
+import pytest
+
+from distdataeval.evaluators import _search_kernels as K
+
+
+def _cells(n=1500, d=6, n_centroids=12, p=3, seed=0, labels=4):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) + rng.integers(0, 3, (n, 1)) * 4.0
+    # labels mostly follow the data's three groups, with 10% of them random
+    y = (x[:, 0] // 4).astype(np.int64).clip(0, labels - 1)
+    noisy = rng.random(n) < 0.1
+    y[noisy] = rng.integers(0, labels, noisy.sum())
+    centre = x.mean(axis=0)
+    blocks = [K.prepare_search_block(x[s : s + 400], s, centre, y[s : s + 400]) for s in range(0, n, 400)]
+    centroids = (x[rng.choice(n, n_centroids, replace=False)] - centre)
+    routes = [K.route_block(b, centroids, p) for b in blocks]
+    homes = np.unique(np.concatenate([r[0] for r in routes]))
+    cells = {int(c): K.gather_cell(int(c), *routes) for c in homes}
+    return x - centre, y, cells, homes
+
+
+def _brute(xc, y, i, cand, k, mode):
+    cand = cand[cand != i]
+    if mode == "same":
+        cand = cand[y[cand] == y[i]]
+    else:
+        cand = cand[y[cand] != y[i]]
+    d = ((xc[cand] - xc[i]) ** 2).sum(axis=1)
+    return np.sort(d)[:k]
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_search_cells_equals_brute_force_over_probed_and_other_cells(k):
+    xc, y, cells, homes = _cells()
+    group = [int(h) for h in homes[:3]]
+    other = {group[0]: np.array([int(h) for h in homes[-2:]], np.int64), group[1]: np.array([int(homes[3])], np.int64)}
+    ids = np.unique(np.concatenate([np.unique(cells[h].probes) for h in group] + list(other.values()))).astype(np.int64)
+    ids = np.intersect1d(ids, homes)
+    q_ids, (same, oth) = K.search_cells(group, ids, [cells[int(c)] for c in ids], k, ("same", "other"), other)
+    members = {int(c): cells[int(c)].ids for c in homes}
+    expected_ids = np.concatenate([cells[h].ids for h in group])
+    np.testing.assert_array_equal(q_ids, expected_ids)
+    row_probes = {int(i): p for h in group for i, p in zip(cells[h].ids, cells[h].probes)}
+    row_home = {int(i): h for h in group for i in cells[h].ids}
+    for r, i in enumerate(q_ids.tolist()):
+        probed = np.concatenate([members[int(c)] for c in row_probes[i] if int(c) in members])
+        extra = [members[int(c)] for c in other.get(row_home[i], ()) if int(c) not in row_probes[i]]
+        want_same = _brute(xc, y, i, probed, k, "same")
+        want_other = _brute(xc, y, i, np.concatenate([probed, *extra]) if extra else probed, k, "other")
+        got_same = same.sqdist[r][np.isfinite(same.sqdist[r])]
+        got_other = oth.sqdist[r][np.isfinite(oth.sqdist[r])]
+        np.testing.assert_allclose(got_same, want_same, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(got_other, want_other, rtol=1e-5, atol=1e-9)
+        # ids match their distances and labels follow the modes
+        have = same.ids[r] >= 0
+        np.testing.assert_allclose(((xc[same.ids[r][have]] - xc[i]) ** 2).sum(axis=1), same.sqdist[r][have], rtol=1e-12)
+        assert (y[same.ids[r][have]] == y[i]).all() and i not in same.ids[r]
+        have = oth.ids[r] >= 0
+        assert (y[oth.ids[r][have]] != y[i]).all()
+        np.testing.assert_array_equal(oth.labels[r][have], y[oth.ids[r][have]])
+
+
+def test_cells_are_grouped_by_label_and_float32_rows_match():
+    _xc, _y, cells, _homes = _cells()
+    for c in cells.values():
+        assert (np.diff(c.labels) >= 0).all()
+        for lab in np.unique(c.labels):
+            a, b = c.label_range(int(lab))
+            assert (c.labels[a:b] == lab).all() and b - a == (c.labels == lab).sum()
+        np.testing.assert_array_equal(c.x32, c.x.astype(np.float32))
