@@ -540,29 +540,34 @@ def search_cells(home_ids, cell_ids: np.ndarray, cells: list, k: int, modes: tup
         _gemm_push(qx32, sel, cells[ci], 0, int(sizes[ci]), int(offs[ci]), q_sq, q_union, q_lab, heaps, codes, scratch)
     if other and "other" in modes:
         heap = [heaps[modes.index("other")]]
+        # query rows per other cell, over all home cells of the group (fewer, larger GEMMs)
+        asked: dict = {}
         start = 0
         for h, c in zip(home_ids, homes):
             span = np.arange(start, start + c.ids.size)
             start += c.ids.size
-            for cid in np.asarray(other.get(int(h), ()), dtype=np.int64):
-                ci = where[int(cid)]
-                r, off = cells[ci], int(offs[ci])
+            for cid in np.asarray(other.get(int(h), ()), dtype=np.int64).tolist():
                 sel = span[~(probes[span] == cid).any(axis=1)]
-                if sel.size == 0:
+                if sel.size:
+                    asked.setdefault(cid, []).append(sel)
+        for cid in sorted(asked):
+            ci = where[cid]
+            r, off = cells[ci], int(offs[ci])
+            sel = np.concatenate(asked[cid])
+            sel = sel[np.argsort(q_lab[sel], kind="stable")]
+            labs, first, counts = np.unique(q_lab[sel], return_index=True, return_counts=True)
+            mixed = []
+            for lab, f, cnt in zip(labs.tolist(), first.tolist(), counts.tolist()):
+                group = sel[f : f + cnt]
+                if cnt < OTHER_GROUP_MIN:
+                    mixed.append(group)
                     continue
-                labs, first, counts = np.unique(q_lab[sel], return_index=True, return_counts=True)
-                mixed = []
-                for lab, f, cnt in zip(labs.tolist(), first.tolist(), counts.tolist()):
-                    group = sel[f : f + cnt]  # a home cell's rows are grouped by label
-                    if cnt < OTHER_GROUP_MIN:
-                        mixed.append(group)
-                        continue
-                    a, b = r.label_range(lab)  # rows of other labels: [0, a) and [b, size)
-                    for s, e in ((0, a), (b, r.ids.size)):
-                        if e > s:
-                            _gemm_push(qx32, group, r, s, e, off, q_sq, q_union, q_lab, heap, (0,), scratch)
-                if mixed:
-                    _gemm_push(qx32, np.concatenate(mixed), r, 0, r.ids.size, off, q_sq, q_union, q_lab, heap, (2,), scratch)
+                a, b = r.label_range(lab)  # rows of other labels: [0, a) and [b, size)
+                for s, e in ((0, a), (b, r.ids.size)):
+                    if e > s:
+                        _gemm_push(qx32, group, r, s, e, off, q_sq, q_union, q_lab, heap, (0,), scratch)
+            if mixed:
+                _gemm_push(qx32, np.concatenate(mixed), r, 0, r.ids.size, off, q_sq, q_union, q_lab, heap, (2,), scratch)
     qx = union_x[q_union]
     out = []
     for _hd, hi in heaps:
