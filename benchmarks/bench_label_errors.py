@@ -42,6 +42,30 @@ def flipped_labels(true_labels: np.ndarray, share: float, seed: int) -> tuple[np
     return noisy, rows
 
 
+def print_task_stream(records: list) -> None:
+    """Per task kind (the key's name without its tokens): tasks, compute seconds summed over
+    workers, and the first start / last stop in seconds from the first task."""
+    import re
+
+    spans: dict = {}
+    for rec in records:
+        key = rec["key"][0] if isinstance(rec["key"], tuple) else str(rec["key"])
+        kind = re.sub(r"-[0-9a-f]{8,}.*$", "", key)
+        for ss in rec["startstops"]:
+            if ss["action"] != "compute":
+                continue
+            s = spans.setdefault(kind, [0, 0.0, ss["start"], ss["stop"]])
+            s[0] += 1
+            s[1] += ss["stop"] - ss["start"]
+            s[2], s[3] = min(s[2], ss["start"]), max(s[3], ss["stop"])
+    if not spans:
+        return
+    origin = min(s[2] for s in spans.values())
+    print(f"{'task kind':28s} {'tasks':>6s} {'compute s':>10s} {'from s':>8s} {'to s':>8s}")
+    for kind, (count, busy, first, last) in sorted(spans.items(), key=lambda kv: kv[1][2]):
+        print(f"{kind[:28]:28s} {count:6d} {busy:10.1f} {first - origin:8.1f} {last - origin:8.1f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zarr", default=None, help="store made by make_embeddings.py")
@@ -56,12 +80,14 @@ def main() -> None:
     p.add_argument("--flip", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--task-stream", action="store_true",
+                   help="also print, per kind of task, its compute seconds and first start / last stop")
     args = p.parse_args()
 
     import logging
 
     import zarr
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     from distdataeval import config, label_errors
 
@@ -82,10 +108,12 @@ def main() -> None:
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as lc, Client(lc) as client:
         t0 = time.perf_counter()
-        with PeakRSS(client) as peak:
+        with PeakRSS(client) as peak, get_task_stream(client=client) as stream:
             out = label_errors(path, noisy, k=args.k, search=args.search, n_cells=args.n_cells,
                                nprobe=args.nprobe, nprobe_other=args.nprobe_other, array="embeddings", client=client)
         wall = time.perf_counter() - t0
+    if args.task_stream:
+        print_task_stream(stream.data)
     flagged = np.fromiter(out.errors, dtype=np.int64, count=len(out.errors))
     found = np.isin(rows, flagged).mean() if rows.size else float("nan")
     precision = np.isin(flagged, rows).mean() if flagged.size else float("nan")

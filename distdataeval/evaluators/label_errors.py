@@ -26,24 +26,30 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
 **Search modes.** The exact search above costs O(n^2 d): 3.7 s at 30k rows and 49 s at 100k
 (d = 64, measured below), so more than an hour at 1M. ``search="approx"`` is a cell (IVF) search:
 
-1. ``n_cells`` (default ``ceil(n / 2048)``) centroids by k-means on a seeded sample (40 rows per
-   cell, at least 10,000); every row goes to its nearest cell (its *home*) and probes its
-   ``nprobe`` (default 4) nearest cells.
-2. One task per home cell searches its rows, exactly and with the same masked intra / extra
-   heaps as the exact mode, against the rows of the cells they probe: work
-   n x nprobe x (n / n_cells) x d, memory per task the probed cells. For the extra-class lists
-   each home cell's rows also search up to ``nprobe_other`` (default 32) cells with centroids
-   nearest to the home centroid, comparing only those cells' rows of another class than the
-   query row's (query rows grouped by label): a cell of the row's own class costs ~1% of a
-   probe (its mislabelled rows), a cell of another class one probe. The list is cut, nearest
-   first, once its rows of other classes than the home cell's main class (from per-cell label
-   counts) exceed ``OTHER_BUDGET_CELLS`` (8) mean cells, which bounds the extra work by about
-   8 probes. A class spans many cells at 1M rows, so a row's ``nprobe`` nearest cells often
-   hold no other class; this reaches across the class boundary. ``nprobe_other=0`` turns it
-   off.
+1. ``n_cells`` (default ``ceil(n / 512)``) cells of about equal size, fitted on a seeded sample
+   (40 rows per cell, at least 10,000): k-means with ``n_cells / GROUP_CELLS`` centroids gives
+   groups of neighbouring cells, and each group's sample rows are split by k-means into parts
+   of ~40 rows (parts of fewer than 10 sample rows, i.e. outliers, are dropped). Plain k-means
+   leaves clustered data in cells of very different sizes (at 1M rows, 2048-row cells held 1 to
+   12,192 rows), so a row's probes cost up to 6x the mean. Every row goes to its nearest cell
+   (its *home*) and probes its ``nprobe`` (default 16) nearest cells.
+2. One task per group of neighbouring home cells (at most ``2 x GROUP_CELLS``) searches their
+   rows, exactly and with the same masked intra / extra heaps as the exact mode, against the
+   rows of the cells they probe (each probed cell is compared with all the group's rows that
+   probe it in one GEMM): work n x nprobe x (n / n_cells) x d, memory per task the probed
+   cells. For the extra-class lists each home cell's rows also search up to ``nprobe_other``
+   (default 96) cells with centroids nearest to the home centroid, comparing only those
+   cells' rows of another class than the query row's (a cell's rows are kept grouped by label,
+   so these are two contiguous ranges): a cell of the row's own class costs ~1% of a probe (its
+   mislabelled rows), a cell of another class one probe. The list is cut, nearest first, once
+   its rows of other classes than the home cell's main class (from per-cell label counts)
+   exceed ``OTHER_BUDGET_ROWS`` (2048). A class spans many cells at 1M rows, so a row's
+   ``nprobe`` nearest cells often hold no other class; this reaches across the class
+   boundary. ``nprobe_other=0`` turns it off.
    The candidate GEMM runs in float32 on slabs that stay in cache (``CELL_QUERY_SLAB x
    CELL_REF_SLAB``); the kept candidates' distances are recomputed in float64 from the
-   differences, as in the exact mode.
+   differences, as in the exact mode. The task graph is written as layers, not one
+   ``dask.delayed`` call per task (:func:`~distdataeval.evaluators.masked_search.cell_knn`).
 3. A row that found fewer intra- or extra-class neighbours than it has is searched exactly:
    short of extra-class neighbours (e.g. no other class in its probed cells), over all rows, at
    most ``FALLBACK_MAX_ROWS`` of them; short of intra-class neighbours only (typically a
@@ -59,6 +65,24 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
 
 Same input, seed (:func:`distdataeval.config.set_seed`) and parameters give identical results,
 whatever the row blocks.
+
+Current design (balanced 512-row cells, nprobe 16, groups of neighbouring cells per task),
+measured 2026-11-27 on a 2-core AMD EPYC VM at 1M rows (``--zarr
+/work/data/bench/emb_n1000000_d64_seed0.zarr``, 47 components, 10,000 labels changed): 61.8 s
+(1,691 cells; centroids 3.8 s, routing 6.9 s, cell search ~38 s wall for 67 core-s, 11,278
+short rows searched within their class 5.4 s, recall check 3.8 s), recall intra 0.958 / extra
+0.9985, all 10,000 changed labels flagged; the design before (2048-row cells of very uneven size,
+nprobe 4, budget 8 cells) took 93.6 s with recall 0.937 / 0.9988. ~11,200 candidate pairs per
+row instead of ~29,600. On one thread a row costs ~46 us: the float32 candidate GEMM ~14 us (at
+the core's peak, ~1.3 ns per pair in d = 64), heap offers ~19 us (of which ~350 pushes per row,
+k ln(N / k) as for candidates in random order: cell order barely predicts distance rank in
+64-d), exact recomputation and ordering of the kept candidates ~6 us, the other-class cells
+~4 us. nprobe 12: 58.8 s, recall 0.925 / 0.998; nprobe 14: 58.7 s, 0.944 / 0.9985 (one run
+each; fewer probes save less than their share of pairs). A buffered selection instead of heaps
+(append below a threshold, cut to the k best by quickselect) was slower in this kernel (64 vs
+42 us per row) and was not kept.
+
+Earlier designs (2048-row cells from plain k-means, nprobe 4, one task per cell):
 
 Measured with ``benchmarks/bench_label_errors.py --n 100000`` (make_embeddings data, 30
 components + 0.5% outliers labelled -1, 1% of the labels changed, k = 50, d = 64; 2
@@ -336,10 +360,10 @@ def label_errors(
         (IVF) search, O(n * nprobe * n / n_cells * d), with its recall measured on a sample
         (``result.recall``). ``"auto"`` (default): exact up to ``AUTO_EXACT_MAX_ROWS`` rows.
     n_cells : int, optional
-        Approx: number of cells (default ``ceil(n / 2048)``; cells expected to be much larger
-        than ``n / n_cells`` are split).
+        Approx: number of cells, of about equal sizes (default ``ceil(n / 512)``; a few fewer
+        when outlier parts are dropped).
     nprobe : int, optional
-        Approx: cells each row is searched in (default 4).
+        Approx: cells each row is searched in (default 16).
     nprobe_other : int, optional
         Approx: the cells nearest (by centroid) to a row's home cell that are also searched for
         its extra-class neighbours, comparing only their rows of another class (default
