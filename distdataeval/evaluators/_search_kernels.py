@@ -97,6 +97,33 @@ def _select(ids: np.ndarray, sq: np.ndarray, lab: np.ndarray, k: int) -> Neighbo
     )
 
 
+@numba.njit(cache=True, nogil=True)
+def sort_rows(sq, ids, lab):
+    """Order each row's entries by (distance, id) in place, id -1 last among equal distances
+    (insertion sort: rows are short, k entries)."""
+    m, k = sq.shape
+    big = np.iinfo(np.int64).max
+    for i in range(m):
+        for t in range(1, k):
+            d = sq[i, t]
+            g = ids[i, t]
+            lb = lab[i, t]
+            key = big if g < 0 else g
+            u = t - 1
+            while u >= 0:
+                ku = big if ids[i, u] < 0 else ids[i, u]
+                if sq[i, u] > d or (sq[i, u] == d and ku > key):
+                    sq[i, u + 1] = sq[i, u]
+                    ids[i, u + 1] = ids[i, u]
+                    lab[i, u + 1] = lab[i, u]
+                    u -= 1
+                else:
+                    break
+            sq[i, u + 1] = d
+            ids[i, u + 1] = g
+            lab[i, u + 1] = lb
+
+
 def merge_neighbours(parts: list, k: int) -> Neighbours:
     """Merge candidate records of the same query rows (e.g. from groups of reference blocks)."""
     if len(parts) == 1:
@@ -114,21 +141,26 @@ MODE_CODES = {"all": 0, "same": 1, "other": 2}
 
 @numba.njit(cache=True, nogil=True)
 def _sift_down(dist, ids, k):
-    """Restore the max-heap (by distance) of one row after its root was replaced."""
+    """Restore the max-heap (by distance) of one row after its root was replaced (the new root
+    moves down a hole: each level moves one child up instead of swapping)."""
+    d = dist[0]
+    g = ids[0]
     i = 0
     while True:
         left = 2 * i + 1
         if left >= k:
-            return
+            break
         big = left
         right = left + 1
         if right < k and dist[right] > dist[left]:
             big = right
-        if dist[big] <= dist[i]:
-            return
-        dist[i], dist[big] = dist[big], dist[i]
-        ids[i], ids[big] = ids[big], ids[i]
+        if dist[big] <= d:
+            break
+        dist[i] = dist[big]
+        ids[i] = ids[big]
         i = big
+    dist[i] = d
+    ids[i] = g
 
 
 @numba.njit(cache=True, nogil=True)
@@ -379,6 +411,12 @@ def gather_cell(cell: int, *routes) -> Cell:
     return Cell(ids[order], x, sq[order], lab[order], probes[order], x.astype(np.float32))
 
 
+def gather_cells(cells, *routes) -> list:
+    """:func:`gather_cell` of each of ``cells`` (a batch: one task and one key for a group of
+    cells instead of one per cell)."""
+    return [gather_cell(int(c), *routes) for c in cells]
+
+
 @numba.njit(cache=True, nogil=True)
 def push_rows_same_other(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, same_d, same_i, other_d, other_i):
     """Offer a GEMM slab (query rows ``rows`` of the heaps x contiguous refs from ``r_offset``)
@@ -575,7 +613,8 @@ def search_cells(home_ids, cell_ids: np.ndarray, cells: list, k: int, modes: tup
         lab = np.full((m, k), -1, np.int64)
         exact_candidates(qx, union_x, 0, union_lab, hi, sq, lab)
         gids = np.where(hi >= 0, union_ids[np.maximum(hi, 0)], -1)
-        out.append(_select(gids, sq, lab, k))
+        sort_rows(sq, gids, lab)
+        out.append(Neighbours(gids, sq, lab))
     return union_ids[q_union], tuple(out)
 
 

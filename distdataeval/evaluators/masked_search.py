@@ -170,7 +170,8 @@ def cell_label_counts(routes: list) -> list:
     return [count(r) for r in routes]
 
 
-def _cell_search(home_ids, cell_ids, cells, k, modes, other=None):
+def _cell_search(home_ids, cell_ids, batches, picks, k, modes, other=None):
+    cells = [batches[b][pos] for b, pos in picks]
     with limit_threads(1):
         return K.search_cells(home_ids, cell_ids, cells, k, modes, other)
 
@@ -187,7 +188,8 @@ def cell_knn(routes: list, groups: list, probed: dict, k: int, modes: tuple, oth
         cells, so the data moves about once.
     groups : list of sequences of int
         Home cells searched together, one task per group (neighbouring cells, which probe
-        mostly the same cells).
+        mostly the same cells). Every non-empty cell is in exactly one group; a group's cells
+        are also gathered together, in one task.
     probed : dict of int to ndarray
         Home cell -> every (non-empty) cell its rows probe, itself included.
     k : int
@@ -207,27 +209,33 @@ def cell_knn(routes: list, groups: list, probed: dict, k: int, modes: tuple, oth
 
     Notes
     -----
-    The graph is written as three task layers (cells gathered, groups searched, ``then``), not
-    with one ``dask.delayed`` call per task: at 1M rows (1,700 cells, 430 groups of ~150 cells
-    each) the per-call bookkeeping of ``delayed`` took 18 s on the driver.
+    The graph is written as three task layers (cells gathered per group, groups searched,
+    ``then``), not with one ``dask.delayed`` call per task: at 1M rows (1,700 cells, 430 groups
+    needing ~150 cells each) the per-call bookkeeping of ``delayed`` took 18 s on the driver.
     """
     for mode in modes:
         if mode not in K.MODES:
             raise InvalidParameterError(f"unknown search mode {mode!r}; known: {K.MODES}")
     route_keys = [r.key for r in routes]
+    groups = [[int(h) for h in group] for group in groups]
+    # the groups' cells are gathered one batch per group: a search task reads the batches that
+    # hold the cells it needs (far fewer keys and dependencies than one per cell)
+    batch_of = {h: (b, pos) for b, group in enumerate(groups) for pos, h in enumerate(group)}
     extras, members = [], []
     for group in groups:
-        group = [int(h) for h in group]
         extra = {} if other is None else {h: np.asarray(other.get(h, ()), dtype=np.int64) for h in group}
         ids = np.unique(np.concatenate([np.asarray(probed[h], dtype=np.int64) for h in group] + list(extra.values())))
         extras.append((group, extra or None))
         members.append(ids)
     token = dask.base.tokenize(route_keys, groups, [sorted(probed.items())], other, k, modes, then)
     gather, search, post = (f"{name}-{token}" for name in ("cells-gather", "cell-search", "cell-post"))
-    layer = {(gather, int(c)): (K.gather_cell, int(c), *route_keys) for c in np.unique(np.concatenate(members))}
+    layer = {(gather, b): (K.gather_cells, group, *route_keys) for b, group in enumerate(groups)}
     out = []
     for i, ((group, extra), ids) in enumerate(zip(extras, members)):
-        layer[(search, i)] = (_cell_search, group, ids, [(gather, int(c)) for c in ids], k, modes, extra)
+        where = np.array([batch_of[int(c)] for c in ids], dtype=np.int64).reshape(-1, 2)
+        batches, slot = np.unique(where[:, 0], return_inverse=True)
+        picks = np.stack([slot.ravel(), where[:, 1]], axis=1)
+        layer[(search, i)] = (_cell_search, group, ids, [(gather, int(b)) for b in batches], picks, k, modes, extra)
         key = (search, i)
         if then is not None:
             layer[(post, i)] = (then[0], (search, i), *then[1])

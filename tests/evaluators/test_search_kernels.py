@@ -71,3 +71,20 @@ def test_cells_are_grouped_by_label_and_float32_rows_match():
             a, b = c.label_range(int(lab))
             assert (c.labels[a:b] == lab).all() and b - a == (c.labels == lab).sum()
         np.testing.assert_array_equal(c.x32, c.x.astype(np.float32))
+
+
+def test_sort_rows_orders_by_distance_then_id_missing_last():
+    rng = np.random.default_rng(3)
+    sq = rng.integers(0, 5, (40, 12)).astype(np.float64)
+    ids = rng.permutation(40 * 12).reshape(40, 12).astype(np.int64)
+    ids[rng.random(ids.shape) < 0.2] = -1
+    sq[ids < 0] = np.inf
+    sq[0, :] = np.inf  # a row with no candidate at all
+    ids[0, :] = -1
+    lab = ids * 7
+    want = K._select(ids.copy(), sq.copy(), lab.copy(), 12)
+    s2, i2, l2 = sq.copy(), ids.copy(), lab.copy()
+    K.sort_rows(s2, i2, l2)
+    np.testing.assert_array_equal(i2, want.ids)
+    np.testing.assert_array_equal(s2, want.sqdist)
+    np.testing.assert_array_equal(l2, want.labels)
