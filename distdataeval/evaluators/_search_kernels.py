@@ -669,6 +669,20 @@ def split_by_label(block: SearchBlock, wanted: np.ndarray) -> tuple:
     return present, starts, (block.offset + order).astype(np.int64), block.x[order], block.sqnorm[order]
 
 
+def pick_label_rows(ids: np.ndarray, code: int, splits: list) -> tuple:
+    """(ids, SearchBlock) of the rows ``ids`` (sorted, all of label ``code``), taken from
+    :func:`split_by_label` outputs that hold them."""
+    pieces = [p for p in (_label_piece(s, code) for s in splits) if p is not None]
+    all_ids = np.concatenate([p[0] for p in pieces])
+    order = np.argsort(all_ids, kind="stable")
+    pos = order[np.searchsorted(all_ids, ids, sorter=order)]
+    if not np.array_equal(all_ids[pos], ids):
+        raise ValueError("pick_label_rows: some rows are not in the splits given")
+    x = np.concatenate([p[1] for p in pieces])[pos]
+    sq = np.concatenate([p[2] for p in pieces])[pos]
+    return ids, SearchBlock(0, x, sq, np.full(ids.size, code, np.int64))
+
+
 def _label_piece(split: tuple, code: int):
     present, starts, ids, x, sq = split
     pos = int(np.searchsorted(present, code))
