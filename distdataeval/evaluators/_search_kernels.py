@@ -358,23 +358,47 @@ class Cell:
         return int(np.searchsorted(self.labels, label, "left")), int(np.searchsorted(self.labels, label, "right"))
 
 
-def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 4096) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _nearest_p(gram, c_sq, out, start):
+    """Rows ``start:`` of ``out`` (m, p): per row of ``gram`` (x . c), the p centroids with the
+    smallest c_sq - 2 gram, ordered by (distance, id); an insertion-sorted list per row."""
+    m, n_c = gram.shape
+    p = out.shape[1]
+    best_d = np.empty(p, np.float32)
+    best_i = np.empty(p, np.int32)
+    for a in range(m):
+        filled = 0
+        for j in range(n_c):
+            d = c_sq[j] - 2.0 * gram[a, j]
+            if filled == p and d >= best_d[p - 1]:
+                continue  # equal distances: the lower id (seen first) stays
+            u = filled - 1 if filled < p else p - 2
+            while u >= 0 and best_d[u] > d:
+                best_d[u + 1] = best_d[u]
+                best_i[u + 1] = best_i[u]
+                u -= 1
+            best_d[u + 1] = d
+            best_i[u + 1] = j
+            if filled < p:
+                filled += 1
+        for t in range(p):
+            out[start + a, t] = best_i[t]
+
+
+def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 2048) -> np.ndarray:
     """int32 (m, p): ids of the p nearest centroids of each row, nearest first (ties: lower id).
 
-    Distances are ranked in float32 (a GEMM on ``rows`` rows at a time); the ranking only
-    chooses cells, every distance reported later is recomputed in float64.
+    Distances are ranked in float32 (a GEMM on ``rows`` rows at a time, then one pass per row
+    keeping the p best); the ranking only chooses cells, every distance reported later is
+    recomputed in float64.
     """
     c32 = np.ascontiguousarray(centroids, dtype=np.float32)
     c_sq = (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-    out = np.empty((x.shape[0], min(p, centroids.shape[0])), np.int32)
+    p = min(p, centroids.shape[0])
+    out = np.empty((x.shape[0], p), np.int32)
     for s in range(0, x.shape[0], rows):
-        d2 = c_sq[None, :] - 2.0 * (x[s : s + rows].astype(np.float32) @ c32.T)
-        if p >= centroids.shape[0]:
-            out[s : s + rows] = np.argsort(d2, axis=1, kind="stable")
-            continue
-        part = np.sort(np.argpartition(d2, p - 1, axis=1)[:, :p], axis=1)  # ids ascending, then
-        order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1, kind="stable")  # by distance
-        out[s : s + rows] = np.take_along_axis(part, order, axis=1)
+        gram = x[s : s + rows].astype(np.float32) @ c32.T
+        _nearest_p(gram, c_sq, out, s)
     return out
 
 

@@ -537,9 +537,11 @@ def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.rando
         km = KMeans(n_clusters=min(n_groups, sub.shape[0]), n_init=1, max_iter=50, random_state=int(rng.integers(2**31 - 1)))
         coarse = km.fit(sub).cluster_centers_
     home = np.argmin((coarse**2).sum(axis=1)[None, :] - 2.0 * sample @ coarse.T, axis=1)
+    order = np.argsort(home, kind="stable")
+    bounds = np.searchsorted(home[order], np.arange(coarse.shape[0] + 1))
     centroids, groups = [], []
     for g in range(coarse.shape[0]):
-        rows = sample[home == g]
+        rows = sample[order[bounds[g] : bounds[g + 1]]]
         parts = int(round(rows.shape[0] / per_cell))
         if parts == 0 or rows.shape[0] < per_cell / 4:
             continue

@@ -88,3 +88,15 @@ def test_sort_rows_orders_by_distance_then_id_missing_last():
     np.testing.assert_array_equal(i2, want.ids)
     np.testing.assert_array_equal(s2, want.sqdist)
     np.testing.assert_array_equal(l2, want.labels)
+
+
+@pytest.mark.parametrize("p", [1, 5, 40])
+def test_nearest_cells_equals_a_full_sort(p):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(700, 8))
+    centroids = rng.normal(size=(30, 8)) * 2
+    got = K.nearest_cells(x, centroids, p, rows=256)
+    d2 = ((x[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+    want = np.argsort(d2, axis=1, kind="stable")[:, : min(p, 30)]
+    assert got.shape == want.shape and got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
