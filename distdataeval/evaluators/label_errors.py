@@ -93,8 +93,10 @@ rows confirmed), suggestions agree on 0.971 of the rows flagged by both, median 
 error 0 (max 1.46, one row), 918 short rows searched exactly; nprobe 8: 72 s under load 7, recall
 0.995 / 0.998, suggestions 0.995. On a 30-class mixture (``n = 30,000``): exact 3.7 s, approx
 8.3 s (the recall check and k-means are a fixed ~3 s). ``search="auto"`` (default) is therefore
-exact up to ``AUTO_EXACT_MAX_ROWS = 50,000`` rows (exact ~10 s there, the crossover lies between
-30k and 100k), approx above.
+exact up to ``AUTO_EXACT_MAX_ROWS`` rows, approx above: 50,000 then (exact ~10 s there, the
+crossover lay between 30k and 100k); 30,000 since the balanced cells (``bench_label_errors.py --n
+N --search exact|approx``, 2026-11-27: 30k exact 4.1 s / approx 3.6 s, recall 0.996 / 1.000; 50k
+9.2 s / 4.1 s, recall 0.996 / 0.999).
 
 At 1M rows (``--zarr /work/data/bench/emb_n1000000_d64_seed0.zarr``: 47 components, 10,000
 labels changed; load 2.6 at the start; one run): approx 319 s (489 cells; centroids 7 s, routing
@@ -175,8 +177,9 @@ _KEYS = ("errors", "error_rank", "scores")
 DEFAULT_K = 50
 SEARCHES = ("auto", "exact", "approx")
 # search="auto" is exact up to this many rows, approx above (see the module notes for the
-# measurement it comes from)
-AUTO_EXACT_MAX_ROWS = 50_000
+# measurement it comes from: with the balanced cells, approx 3.6 s / exact 4.1 s at 30k, 4.1 s /
+# 9.2 s at 50k)
+AUTO_EXACT_MAX_ROWS = 30_000
 CELL_ROWS = 512  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
 GROUP_CELLS = 4  # approx mode: neighbouring cells whose rows one task searches (about)
 NPROBE = 16  # approx mode: cells each row is searched in (its own and the 15 next nearest)
