@@ -197,40 +197,6 @@ def push_masked(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclude_s
 
 
 @numba.njit(cache=True, nogil=True)
-def push_same_other(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, same_d, same_i, other_d, other_i):
-    """:func:`push_masked` for modes "same" and "other" at once (self excluded): each pair's
-    distance is computed once and offered to the heap its labels select."""
-    m, c = gram.shape
-    k = same_d.shape[1]
-    for i in range(m):
-        root_s = same_d[i, 0]
-        root_o = other_d[i, 0]
-        qi = q_ids[i]
-        ql = q_lab[i]
-        for j in range(c):
-            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
-            if d < 0.0:
-                d = 0.0
-            if r_lab[j] == ql:
-                if d >= root_s:
-                    continue
-                rid = r_offset + j
-                if rid == qi:
-                    continue
-                same_d[i, 0] = d
-                same_i[i, 0] = rid
-                _sift_down(same_d[i], same_i[i], k)
-                root_s = same_d[i, 0]
-            else:
-                if d >= root_o:
-                    continue
-                other_d[i, 0] = d
-                other_i[i, 0] = r_offset + j
-                _sift_down(other_d[i], other_i[i], k)
-                root_o = other_d[i, 0]
-
-
-@numba.njit(cache=True, nogil=True)
 def push_indexed(gram, q_sq, r_sq, r_pos, heap_d, heap_i):
     """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps, the refs
     being any selection of rows (``r_pos``: their ids); every pair is admissible."""
