@@ -67,20 +67,24 @@ Same input, seed (:func:`distdataeval.config.set_seed`) and parameters give iden
 whatever the row blocks.
 
 Current design (balanced 512-row cells, nprobe 16, groups of neighbouring cells per task),
-measured 2026-11-27 on a 2-core AMD EPYC VM at 1M rows (``--zarr
-/work/data/bench/emb_n1000000_d64_seed0.zarr``, 47 components, 10,000 labels changed): 61.8 s
-(1,691 cells; centroids 3.8 s, routing 6.9 s, cell search ~38 s wall for 67 core-s, 11,278
-short rows searched within their class 5.4 s, recall check 3.8 s), recall intra 0.958 / extra
-0.9985, all 10,000 changed labels flagged; the design before (2048-row cells of very uneven size,
-nprobe 4, budget 8 cells) took 93.6 s with recall 0.937 / 0.9988. ~11,200 candidate pairs per
-row instead of ~29,600. On one thread a row costs ~46 us: the float32 candidate GEMM ~14 us (at
-the core's peak, ~1.3 ns per pair in d = 64), heap offers ~19 us (of which ~350 pushes per row,
-k ln(N / k) as for candidates in random order: cell order barely predicts distance rank in
-64-d), exact recomputation and ordering of the kept candidates ~6 us, the other-class cells
-~4 us. nprobe 12: 58.8 s, recall 0.925 / 0.998; nprobe 14: 58.7 s, 0.944 / 0.9985 (one run
-each; fewer probes save less than their share of pairs). A buffered selection instead of heaps
-(append below a threshold, cut to the k best by quickselect) was slower in this kernel (64 vs
-42 us per row) and was not kept.
+measured 2026-11-27 on a 2-core AMD EPYC VM at 1M rows (``python3
+benchmarks/bench_label_errors.py --zarr /work/data/bench/emb_n1000000_d64_seed0.zarr
+--task-stream``, 47 components, 10,000 labels changed): 51.7 s (1,691 cells; sample read and
+centroids 3.7 s on the driver, routing 4.6 s wall for 6.9 core-s, cell search 32.6 s wall for
+60.4 core-s, 11,278 short rows searched within their class 2.5 s, recall check 2.9 s), recall
+intra 0.958 / extra 0.9985, all 10,000 changed labels flagged. The design before (2048-row
+cells of very uneven size, nprobe 4, an other-class budget of 8 cells, one task per cell, a
+``dask.delayed`` call per task) took 93.6 s with recall 0.937 / 0.9988: ~29,600 candidate pairs
+per row, now ~11,200. In one process on one thread a row of the cell search costs ~46 us: the
+float32 candidate GEMM ~14 us (at the core's peak, ~1.3 ns per pair in d = 64), heap offers
+~19 us (~350 pushes per row, k ln(N / k) as for candidates in random order: in 64-d the order of
+the cells barely predicts distance rank), exact recomputation and ordering of the kept
+candidates ~6 us, the other-class cells ~4 us; on the workers (timers inside the task) ~60 us.
+One run each before the last three changes: nprobe 12 58.8 s, recall 0.925 / 0.998; nprobe 14
+58.7 s, 0.944 / 0.9985; nprobe 16 61.8 s. A buffered selection instead of heaps (append below a
+threshold, cut to the k best by quickselect) was slower in this kernel (64 vs 42 us per row)
+and was not kept. Submitting the recall sample's exact search early, to overlap the driver's
+work, made the run slower (53.9 s): the driver and two workers share two cores.
 
 Earlier designs (2048-row cells from plain k-means, nprobe 4, one task per cell):
 
