@@ -66,25 +66,28 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
 Same input, seed (:func:`distdataeval.config.set_seed`) and parameters give identical results,
 whatever the row blocks.
 
-Current design (balanced 512-row cells, nprobe 16, groups of neighbouring cells per task),
+Current design (balanced 512-row cells, nprobe 16, groups of ~16 neighbouring cells per task),
 measured 2026-11-27 on a 2-core AMD EPYC VM at 1M rows (``python3
 benchmarks/bench_label_errors.py --zarr /work/data/bench/emb_n1000000_d64_seed0.zarr
---task-stream``, 47 components, 10,000 labels changed): 51.7 s (1,691 cells; sample read and
-centroids 3.7 s on the driver, routing 4.6 s wall for 6.9 core-s, cell search 32.6 s wall for
-60.4 core-s, 11,278 short rows searched within their class 2.5 s, recall check 2.9 s), recall
-intra 0.958 / extra 0.9985, all 10,000 changed labels flagged. The design before (2048-row
-cells of very uneven size, nprobe 4, an other-class budget of 8 cells, one task per cell, a
-``dask.delayed`` call per task) took 93.6 s with recall 0.937 / 0.9988: ~29,600 candidate pairs
-per row, now ~11,200. In one process on one thread a row of the cell search costs ~46 us: the
-float32 candidate GEMM ~14 us (at the core's peak, ~1.3 ns per pair in d = 64), heap offers
-~19 us (~350 pushes per row, k ln(N / k) as for candidates in random order: in 64-d the order of
-the cells barely predicts distance rank), exact recomputation and ordering of the kept
-candidates ~6 us, the other-class cells ~4 us; on the workers (timers inside the task) ~60 us.
-One run each before the last three changes: nprobe 12 58.8 s, recall 0.925 / 0.998; nprobe 14
-58.7 s, 0.944 / 0.9985; nprobe 16 61.8 s. A buffered selection instead of heaps (append below a
-threshold, cut to the k best by quickselect) was slower in this kernel (64 vs 42 us per row)
-and was not kept. Submitting the recall sample's exact search early, to overlap the driver's
-work, made the run slower (53.9 s): the driver and two workers share two cores.
+--task-stream``, 47 components, 10,000 labels changed): 46.2 s (1,595 cells; sample read and
+centroids 3.1 s on the driver, routing 4.8 s wall for 7.3 core-s, cell search 29.6 s wall for
+55.7 core-s in 105 tasks, 11,074 short rows searched within their class 2.1 s, recall check
+2.8 s), recall intra 0.9615 / extra 0.9985, all 10,000 changed labels flagged. The design
+before (2048-row cells of very uneven size, nprobe 4, an other-class budget of 8 cells, one
+task per cell, a ``dask.delayed`` call per task) took 93.6 s with recall 0.937 / 0.9988:
+~29,600 candidate pairs per row, now ~11,000. In one process on one thread a row of the cell
+search costs ~46 us: the float32 candidate GEMM ~14 us (at the core's peak, ~1.3 ns per pair in
+d = 64), heap offers ~19 us (~350 pushes per row, k ln(N / k) as for candidates in random order:
+in 64-d the order of the cells barely predicts distance rank), exact recomputation and ordering
+of the kept candidates ~6 us, the other-class cells ~4 us. Cells per task group
+(``GROUP_CELLS``), one run each: 4: 51.7 s, 8: 50.5 s, 16: 47.3 s, 32: 48.8 s. Before the last
+changes, nprobe 12 took 58.8 s with recall 0.925 / 0.998 and nprobe 14 58.7 s with 0.944 /
+0.9985, against 61.8 s for nprobe 16 (one run each). Tried and not kept: a buffered selection
+instead of heaps (append below a threshold, cut to the k best by quickselect; 64 vs 42 us per
+row in this kernel); submitting the recall sample's exact search early to overlap the driver's
+work (53.9 vs ~52 s: the driver and two workers share two cores); exact recomputation from the
+cells without concatenating them, and leaving the other-class cells to common labels only
+(both within the run-to-run noise, the latter lowering extra recall).
 
 Earlier designs (2048-row cells from plain k-means, nprobe 4, one task per cell):
 
