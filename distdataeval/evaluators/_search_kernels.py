@@ -164,39 +164,6 @@ def _sift_down(dist, ids, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def push_masked(gram, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclude_self, heap_d, heap_i):
-    """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps.
-
-    ``gram`` is q.r (float64); the squared distance is ``q_sq + r_sq - 2 gram``. Mode 0 admits
-    every ref, 1 refs with the query's label, 2 refs with another label; ``exclude_self``
-    skips the query's own id. Equal distances keep the ref seen first (the lower id).
-    """
-    m, c = gram.shape
-    k = heap_d.shape[1]
-    for i in range(m):
-        root = heap_d[i, 0]
-        qi = q_ids[i]
-        ql = q_lab[i]
-        for j in range(c):
-            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
-            if d < 0.0:
-                d = 0.0
-            if d >= root:
-                continue
-            rid = r_offset + j
-            if exclude_self and rid == qi:
-                continue
-            if mode == 1 and r_lab[j] != ql:
-                continue
-            if mode == 2 and r_lab[j] == ql:
-                continue
-            heap_d[i, 0] = d
-            heap_i[i, 0] = rid
-            _sift_down(heap_d[i], heap_i[i], k)
-            root = heap_d[i, 0]
-
-
-@numba.njit(cache=True, nogil=True)
 def push_indexed(gram, q_sq, r_sq, r_pos, heap_d, heap_i):
     """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps, the refs
     being any selection of rows (``r_pos``: their ids); every pair is admissible."""
@@ -263,6 +230,7 @@ def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: 
     q_lab = q.labels if q.labels is not None else np.full(m, -1, np.int64)
     widest = max((r.n_rows for r in refs), default=0)
     scratch = np.empty(min(m, QUERY_SLAB) * min(widest, REF_SLAB))
+    slab_rows = np.arange(min(m, QUERY_SLAB), dtype=np.int64)  # heap rows of a slab, relative to it
     for r in refs:
         r_lab = r.labels if r.labels is not None else np.full(r.n_rows, -1, np.int64)
         for qs in range(0, m, QUERY_SLAB):
@@ -272,9 +240,9 @@ def search_tile(q: SearchBlock, refs: list, k: int, modes: tuple, exclude_self: 
                 gram = scratch[: (qe - qs) * (re - rs)].reshape(qe - qs, re - rs)
                 np.matmul(q.x[qs:qe], r.x[rs:re].T, out=gram)
                 for code, (hd, hi) in zip(codes, heaps):
-                    push_masked(
-                        gram, q.sqnorm[qs:qe], r.sqnorm[rs:re], r.offset + rs, q_ids[qs:qe], q_lab[qs:qe],
-                        r_lab[rs:re], code, exclude_self, hd[qs:qe], hi[qs:qe],
+                    push_rows(
+                        gram, slab_rows[: qe - qs], q.sqnorm[qs:qe], r.sqnorm[rs:re], r.offset + rs, q_ids[qs:qe],
+                        q_lab[qs:qe], r_lab[rs:re], code, exclude_self, hd[qs:qe], hi[qs:qe],
                     )
     out = []
     for hd, hi in heaps:
@@ -444,9 +412,12 @@ def push_rows_same_other(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, 
 
 
 @numba.njit(cache=True, nogil=True)
-def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, heap_d, heap_i):
-    """:func:`push_rows_same_other` for one heap: mode 0 admits every ref (self excluded), 1
-    refs with the query row's label (self excluded), 2 refs with another label."""
+def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclude_self, heap_d, heap_i):
+    """Offer a GEMM slab (``gram`` row a is query row ``rows[a]`` of the q arrays and heaps; refs
+    contiguous from id ``r_offset``) to one max-heap per query row. The squared distance is
+    ``q_sq + r_sq - 2 gram``. Mode 0 admits every ref, 1 refs with the query's label, 2 refs with
+    another label; ``exclude_self`` skips the query's own id. Equal distances keep the ref seen
+    first (the lower id)."""
     m, c = gram.shape
     k = heap_d.shape[1]
     for a in range(m):
@@ -462,7 +433,7 @@ def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, heap_
             if d >= root:
                 continue
             rid = r_offset + j
-            if rid == qi:
+            if exclude_self and rid == qi:
                 continue
             if mode == 1 and r_lab[j] != ql:
                 continue
@@ -494,7 +465,7 @@ def _gemm_push(qx32, rows, cell, r_start, r_end, offset, q_sq, q_ids, q_lab, hea
                 )
                 continue
             for code, (hd, hi) in zip(codes, heaps):
-                push_rows(gram, sub, q_sq, cell.sqnorm[rs:re], offset + rs, q_ids, q_lab, cell.labels[rs:re], code, hd, hi)
+                push_rows(gram, sub, q_sq, cell.sqnorm[rs:re], offset + rs, q_ids, q_lab, cell.labels[rs:re], code, True, hd, hi)
 
 
 def _probe_lists(probes: np.ndarray) -> tuple:
