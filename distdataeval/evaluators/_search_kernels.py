@@ -336,15 +336,83 @@ def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 2048
     return out
 
 
-def route_block(block: SearchBlock, centroids: np.ndarray, p: int):
-    """Rows of one block sorted by home cell, with each row's ``p`` probed cells.
+# coarse-to-fine routing: the groups (of neighbouring cells) nearest to a row whose cells are
+# ranked for its probes
+GROUP_PROBES = 8
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _route_fine(x32, top, members, starts, c32, c_sq, out):
+    """Per row, the p = out.shape[1] cells with the smallest c_sq - 2 x.c among the cells of
+    its groups ``top[a]`` (``members[starts[g]:starts[g + 1]]``), by (distance, id); rows with
+    fewer candidate cells get -1 entries."""
+    m, d = x32.shape
+    p = out.shape[1]
+    best_d = np.empty(p, np.float32)
+    best_i = np.empty(p, np.int32)
+    for a in range(m):
+        filled = 0
+        for t in range(top.shape[1]):
+            g = top[a, t]
+            for s in range(starts[g], starts[g + 1]):
+                j = members[s]
+                dot = np.float32(0.0)
+                for f in range(d):
+                    dot += x32[a, f] * c32[j, f]
+                dist = c_sq[j] - np.float32(2.0) * dot
+                if filled == p and (dist > best_d[p - 1] or (dist == best_d[p - 1] and j > best_i[p - 1])):
+                    continue
+                u = filled - 1 if filled < p else p - 2
+                while u >= 0 and (best_d[u] > dist or (best_d[u] == dist and best_i[u] > j)):
+                    best_d[u + 1] = best_d[u]
+                    best_i[u + 1] = best_i[u]
+                    u -= 1
+                best_d[u + 1] = dist
+                best_i[u + 1] = j
+                if filled < p:
+                    filled += 1
+        for t in range(p):
+            out[a, t] = best_i[t] if t < filled else -1
+
+
+def coarse_to_fine_cells(x: np.ndarray, centroids: np.ndarray, p: int, group_of: np.ndarray,
+                         group_centroids: np.ndarray, groups: int = GROUP_PROBES) -> np.ndarray:
+    """int32 (m, p): the p nearest centroids of each row among the cells of its ``groups``
+    nearest groups, nearest first (ties: lower id; distances ranked in float32).
+
+    Work per row: one distance per group and per cell of its nearest groups instead of one per
+    cell, so routing no longer grows as n x n_cells. A row whose nearest groups hold fewer than
+    p cells is ranked against every cell.
+    """
+    p = min(p, centroids.shape[0])
+    if x.shape[0] == 0:
+        return np.empty((0, p), np.int32)
+    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    c_sq = (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    top = nearest_cells(x, group_centroids, groups)
+    members = np.argsort(group_of, kind="stable").astype(np.int32)
+    starts = np.searchsorted(group_of[members], np.arange(group_centroids.shape[0] + 1)).astype(np.int64)
+    out = np.empty((x.shape[0], p), np.int32)
+    _route_fine(np.ascontiguousarray(x, dtype=np.float32), top, members, starts, c32, c_sq, out)
+    few = np.flatnonzero(out[:, -1] < 0)
+    if few.size:
+        out[few] = nearest_cells(x[few], centroids, p)
+    return out
+
+
+def route_block(block: SearchBlock, centroids: np.ndarray, p: int, group_of=None, group_centroids=None):
+    """Rows of one block sorted by home cell, with each row's ``p`` probed cells (coarse-to-fine
+    when the cells' groups are given and there are more than ``GROUP_PROBES`` of them).
 
     Returns
     -------
     tuple
         (cells present, start of each in the sorted rows, ids, x, sqnorm, labels, probes).
     """
-    probes = nearest_cells(block.x, centroids, p)
+    if group_of is not None and group_centroids.shape[0] > GROUP_PROBES:
+        probes = coarse_to_fine_cells(block.x, centroids, p, group_of, group_centroids)
+    else:
+        probes = nearest_cells(block.x, centroids, p)
     order = np.argsort(probes[:, 0], kind="stable")
     home = probes[order, 0]
     cells, starts = np.unique(home, return_index=True)

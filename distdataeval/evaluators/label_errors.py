@@ -525,7 +525,8 @@ def _lloyd(rows: np.ndarray, parts: int, rng: np.random.Generator, iters: int = 
 
 
 def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.random.Generator) -> tuple:
-    """Cell centroids of about equal sizes, and the group (of neighbouring cells) of each.
+    """Cell centroids of about equal sizes, the group (of neighbouring cells) of each, and the
+    groups' centroids.
 
     k-means (one seeded k-means++ run) with ``n_cells / group_cells`` centroids on part of the
     centred sample rows gives the groups; each group's sample rows are then split by k-means
@@ -550,7 +551,7 @@ def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.rando
     home = np.argmin((coarse**2).sum(axis=1)[None, :] - 2.0 * sample @ coarse.T, axis=1)
     order = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[order], np.arange(coarse.shape[0] + 1))
-    centroids, groups = [], []
+    centroids, groups, kept = [], [], []
     for g in range(coarse.shape[0]):
         rows = sample[order[bounds[g] : bounds[g + 1]]]
         parts = int(round(rows.shape[0] / per_cell))
@@ -560,11 +561,14 @@ def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.rando
         if parts > 1:
             lab = np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
             cent = cent[np.bincount(lab, minlength=parts) >= per_cell / 4]
+        if cent.shape[0] == 0:
+            continue
         centroids.append(cent)
         groups.append(np.full(cent.shape[0], len(groups), np.int64))
+        kept.append(coarse[g])
     if not centroids:  # every part too small: one cell
-        return sample.mean(axis=0, keepdims=True), np.zeros(1, np.int64)
-    return np.concatenate(centroids), np.concatenate(groups)
+        return sample.mean(axis=0, keepdims=True), np.zeros(1, np.int64), sample.mean(axis=0, keepdims=True)
+    return np.concatenate(centroids), np.concatenate(groups), np.stack(kept)
 
 
 def _task_groups(homes: np.ndarray, group_of: np.ndarray) -> list:
@@ -645,13 +649,13 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     n_sample = min(n, max(CENTROID_SAMPLE_PER_CELL * target_cells, 10_000))
     pick = np.sort(rng.choice(n, n_sample, replace=False))
     sample = np.asarray(c.compute(x[pick]).result(), dtype=np.float64).reshape(n_sample, -1) - centre
-    centroids, group_of = _fit_cells(
+    centroids, group_of, group_centroids = _fit_cells(
         sample, target_cells, GROUP_CELLS, config.rng_for("sampling", _SEED_PATH, 1, seed=config.search_seed())
     )
     log.debug("label_errors approx: %d cell centroids fitted in %.1f s", centroids.shape[0], time.perf_counter() - t0)
     p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
-    routes = c.persist(route_to_cells(blocks, centroids, p))
+    routes = c.persist(route_to_cells(blocks, centroids, p, group_of, group_centroids))
     n_centroids = centroids.shape[0]
     pairs, label_counts = c.compute([probe_pairs(routes, n_centroids), cell_label_counts(routes)], sync=True)
     log.debug("label_errors approx: rows routed at %.1f s", time.perf_counter() - t0)

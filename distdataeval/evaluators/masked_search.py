@@ -152,10 +152,11 @@ def _column(nb, mode: int, column: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def route_to_cells(blocks: list, centroids: np.ndarray, nprobe: int) -> list:
-    """Lazy :func:`~distdataeval.evaluators._search_kernels.route_block` of every SearchBlock."""
+def route_to_cells(blocks: list, centroids: np.ndarray, nprobe: int, group_of=None, group_centroids=None) -> list:
+    """Lazy :func:`~distdataeval.evaluators._search_kernels.route_block` of every SearchBlock
+    (coarse-to-fine when the cells' groups are given)."""
     route = dask.delayed(K.route_block, pure=True)
-    return [route(b, centroids, nprobe) for b in blocks]
+    return [route(b, centroids, nprobe, group_of, group_centroids) for b in blocks]
 
 
 def probe_pairs(routes: list, n_cells: int) -> list:

@@ -100,3 +100,21 @@ def test_nearest_cells_equals_a_full_sort(p):
     want = np.argsort(d2, axis=1, kind="stable")[:, : min(p, 30)]
     assert got.shape == want.shape and got.dtype == np.int32
     np.testing.assert_array_equal(got, want)
+
+
+def test_coarse_to_fine_routing_equals_a_full_sort_within_the_nearest_groups():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 6))
+    centroids = rng.normal(size=(60, 6)) * 2
+    group_of = rng.integers(0, 12, 60)
+    group_centroids = np.stack([centroids[group_of == g].mean(axis=0) for g in range(12)])
+    got = K.coarse_to_fine_cells(x, centroids, 5, group_of, group_centroids, groups=3)
+    top = K.nearest_cells(x, group_centroids, 3)
+    d2 = ((x[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+    for i in range(x.shape[0]):
+        allowed = np.flatnonzero(np.isin(group_of, top[i]))
+        want = allowed[np.lexsort((allowed, d2[i, allowed]))][:5]
+        np.testing.assert_array_equal(got[i], want)
+    # with every group probed it is the plain nearest-cell ranking
+    full = K.coarse_to_fine_cells(x, centroids, 5, group_of, group_centroids, groups=12)
+    np.testing.assert_array_equal(full, K.nearest_cells(x, centroids, 5))
