@@ -292,10 +292,27 @@ class Cell:
         return int(np.searchsorted(self.labels, label, "left")), int(np.searchsorted(self.labels, label, "right"))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _keep_p(best_d, best_i, filled, d, j):
+    """Offer centroid j at distance d to a list of the best p = len(best_d), kept sorted by
+    (distance, id); ``filled`` entries are valid. Returns the new count."""
+    p = best_d.shape[0]
+    if filled == p and (d > best_d[p - 1] or (d == best_d[p - 1] and j > best_i[p - 1])):
+        return filled
+    u = filled - 1 if filled < p else p - 2
+    while u >= 0 and (best_d[u] > d or (best_d[u] == d and best_i[u] > j)):
+        best_d[u + 1] = best_d[u]
+        best_i[u + 1] = best_i[u]
+        u -= 1
+    best_d[u + 1] = d
+    best_i[u + 1] = j
+    return filled + 1 if filled < p else p
+
+
 @numba.njit(cache=True, nogil=True)
 def _nearest_p(gram, c_sq, out, start):
     """Rows ``start:`` of ``out`` (m, p): per row of ``gram`` (x . c), the p centroids with the
-    smallest c_sq - 2 gram, ordered by (distance, id); an insertion-sorted list per row."""
+    smallest c_sq - 2 gram, ordered by (distance, id)."""
     m, n_c = gram.shape
     p = out.shape[1]
     best_d = np.empty(p, np.float32)
@@ -303,18 +320,7 @@ def _nearest_p(gram, c_sq, out, start):
     for a in range(m):
         filled = 0
         for j in range(n_c):
-            d = c_sq[j] - 2.0 * gram[a, j]
-            if filled == p and d >= best_d[p - 1]:
-                continue  # equal distances: the lower id (seen first) stays
-            u = filled - 1 if filled < p else p - 2
-            while u >= 0 and best_d[u] > d:
-                best_d[u + 1] = best_d[u]
-                best_i[u + 1] = best_i[u]
-                u -= 1
-            best_d[u + 1] = d
-            best_i[u + 1] = j
-            if filled < p:
-                filled += 1
+            filled = _keep_p(best_d, best_i, filled, np.float32(c_sq[j] - 2.0 * gram[a, j]), j)
         for t in range(p):
             out[start + a, t] = best_i[t]
 
@@ -359,18 +365,7 @@ def _route_fine(x32, top, members, starts, c32, c_sq, out):
                 dot = np.float32(0.0)
                 for f in range(d):
                     dot += x32[a, f] * c32[j, f]
-                dist = c_sq[j] - np.float32(2.0) * dot
-                if filled == p and (dist > best_d[p - 1] or (dist == best_d[p - 1] and j > best_i[p - 1])):
-                    continue
-                u = filled - 1 if filled < p else p - 2
-                while u >= 0 and (best_d[u] > dist or (best_d[u] == dist and best_i[u] > j)):
-                    best_d[u + 1] = best_d[u]
-                    best_i[u + 1] = best_i[u]
-                    u -= 1
-                best_d[u + 1] = dist
-                best_i[u + 1] = j
-                if filled < p:
-                    filled += 1
+                filled = _keep_p(best_d, best_i, filled, c_sq[j] - np.float32(2.0) * dot, j)
         for t in range(p):
             out[a, t] = best_i[t] if t < filled else -1
 
