@@ -80,23 +80,6 @@ def prepare_search_block(block: np.ndarray, offset: int, centre: np.ndarray, lab
     return SearchBlock(int(offset), x, np.einsum("ij,ij->i", x, x), lab)
 
 
-def _select(ids: np.ndarray, sq: np.ndarray, lab: np.ndarray, k: int) -> Neighbours:
-    """The k smallest of each row of candidate arrays (m, c), ordered by (distance, id)."""
-    if ids.shape[1] > k:
-        part = np.argpartition(sq, k - 1, axis=1)[:, :k]
-        ids = np.take_along_axis(ids, part, axis=1)
-        sq = np.take_along_axis(sq, part, axis=1)
-        lab = np.take_along_axis(lab, part, axis=1)
-    # -1 ids sort after real ids at equal (inf) distance
-    tie_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
-    order = np.lexsort((tie_key, sq), axis=1)
-    return Neighbours(
-        np.take_along_axis(ids, order, axis=1),
-        np.take_along_axis(sq, order, axis=1),
-        np.take_along_axis(lab, order, axis=1),
-    )
-
-
 @numba.njit(cache=True, nogil=True)
 def sort_rows(sq, ids, lab):
     """Order each row's entries by (distance, id) in place, id -1 last among equal distances
@@ -122,6 +105,18 @@ def sort_rows(sq, ids, lab):
             sq[i, u + 1] = d
             ids[i, u + 1] = g
             lab[i, u + 1] = lb
+
+
+def _select(ids: np.ndarray, sq: np.ndarray, lab: np.ndarray, k: int) -> Neighbours:
+    """The k smallest of each row of candidate arrays (m, c), ordered by (distance, id)."""
+    if ids.shape[1] > k:
+        part = np.argpartition(sq, k - 1, axis=1)[:, :k]
+        ids = np.take_along_axis(ids, part, axis=1)
+        sq = np.take_along_axis(sq, part, axis=1)
+        lab = np.take_along_axis(lab, part, axis=1)
+    ids, sq, lab = (np.array(a, copy=True, order="C") for a in (ids, sq, lab))
+    sort_rows(sq, ids, lab)
+    return Neighbours(ids, sq, lab)
 
 
 def merge_neighbours(parts: list, k: int) -> Neighbours:
@@ -325,6 +320,13 @@ def _nearest_p(gram, c_sq, out, start):
             out[start + a, t] = best_i[t]
 
 
+def _centroids32(centroids: np.ndarray) -> tuple:
+    """Centroids in float32 and their squared norms (summed in float64), for ranking by
+    ``c_sq - 2 x.c``."""
+    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    return c32, (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+
+
 def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 2048) -> np.ndarray:
     """int32 (m, p): ids of the p nearest centroids of each row, nearest first (ties: lower id).
 
@@ -332,8 +334,7 @@ def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int, rows: int = 2048
     keeping the p best); the ranking only chooses cells, every distance reported later is
     recomputed in float64.
     """
-    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
-    c_sq = (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    c32, c_sq = _centroids32(centroids)
     p = min(p, centroids.shape[0])
     out = np.empty((x.shape[0], p), np.int32)
     for s in range(0, x.shape[0], rows):
@@ -382,8 +383,7 @@ def coarse_to_fine_cells(x: np.ndarray, centroids: np.ndarray, p: int, group_of:
     p = min(p, centroids.shape[0])
     if x.shape[0] == 0:
         return np.empty((0, p), np.int32)
-    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
-    c_sq = (c32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    c32, c_sq = _centroids32(centroids)
     top = nearest_cells(x, group_centroids, groups)
     members = np.argsort(group_of, kind="stable").astype(np.int32)
     starts = np.searchsorted(group_of[members], np.arange(group_centroids.shape[0] + 1)).astype(np.int64)
@@ -563,9 +563,10 @@ def search_cells(home_ids, cell_ids: np.ndarray, cells: list, k: int, modes: tup
         Home cell -> cells (among ``cell_ids``) its rows also search for mode ``"other"`` only,
         on top of their probes (a row skips those it probes anyway). Only their rows of another
         class than the query row's are compared (a cell's rows are grouped by label, so they
-        are two contiguous ranges), so a cell of the row's own class costs little. Query labels
-        with fewer than ``OTHER_GROUP_MIN`` rows in a home cell search the whole cell together,
-        masked by label.
+        are two contiguous ranges), so a cell of the row's own class costs little. The group's
+        rows asking for one other cell are taken together; a label with fewer than
+        ``OTHER_GROUP_MIN`` of them joins the others of that size in one GEMM against the whole
+        cell, masked by label.
 
     Returns
     -------

@@ -515,13 +515,18 @@ def _distance_recall(approx_sq: np.ndarray, exact_sq: np.ndarray) -> float:
     return float(np.mean(np.minimum(hit[ok], count[ok]) / count[ok])) if ok.any() else float("nan")
 
 
+def _nearest_centroid(rows: np.ndarray, cent: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centroid (float64)."""
+    return np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
+
+
 def _lloyd(rows: np.ndarray, parts: int, rng: np.random.Generator, iters: int = 10) -> np.ndarray:
     """``parts`` centroids of ``rows``: k-means++ seeding, then a few Lloyd steps (small inputs)."""
     from sklearn.cluster import kmeans_plusplus
 
     cent, _ = kmeans_plusplus(rows, parts, random_state=int(rng.integers(2**31 - 1)))
     for _ in range(iters):
-        lab = np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
+        lab = _nearest_centroid(rows, cent)
         counts = np.bincount(lab, minlength=parts)
         sums = np.zeros_like(cent)
         np.add.at(sums, lab, rows)
@@ -554,7 +559,7 @@ def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.rando
         sub = sample[np.sort(rng.choice(sample.shape[0], take, replace=False))]
         km = KMeans(n_clusters=min(n_groups, sub.shape[0]), n_init=1, max_iter=50, random_state=int(rng.integers(2**31 - 1)))
         coarse = km.fit(sub).cluster_centers_
-    home = np.argmin((coarse**2).sum(axis=1)[None, :] - 2.0 * sample @ coarse.T, axis=1)
+    home = _nearest_centroid(sample, coarse)
     order = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[order], np.arange(coarse.shape[0] + 1))
     centroids, groups, kept = [], [], []
@@ -565,7 +570,7 @@ def _fit_cells(sample: np.ndarray, n_cells: int, group_cells: int, rng: np.rando
             continue
         cent = rows.mean(axis=0, keepdims=True) if parts == 1 else _lloyd(rows, parts, rng)
         if parts > 1:
-            lab = np.argmin((cent**2).sum(axis=1)[None, :] - 2.0 * rows @ cent.T, axis=1)
+            lab = _nearest_centroid(rows, cent)
             cent = cent[np.bincount(lab, minlength=parts) >= per_cell / 4]
         if cent.shape[0] == 0:
             continue

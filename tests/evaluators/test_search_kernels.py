@@ -82,12 +82,15 @@ def test_sort_rows_orders_by_distance_then_id_missing_last():
     sq[0, :] = np.inf  # a row with no candidate at all
     ids[0, :] = -1
     lab = ids * 7
-    want = K._select(ids.copy(), sq.copy(), lab.copy(), 12)
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), sq), axis=1)
     s2, i2, l2 = sq.copy(), ids.copy(), lab.copy()
     K.sort_rows(s2, i2, l2)
-    np.testing.assert_array_equal(i2, want.ids)
-    np.testing.assert_array_equal(s2, want.sqdist)
-    np.testing.assert_array_equal(l2, want.labels)
+    np.testing.assert_array_equal(i2, np.take_along_axis(ids, order, axis=1))
+    np.testing.assert_array_equal(s2, np.take_along_axis(sq, order, axis=1))
+    np.testing.assert_array_equal(l2, np.take_along_axis(lab, order, axis=1))
+    # _select orders the same way (after keeping the k smallest)
+    sel = K._select(ids, sq, lab, 12)
+    np.testing.assert_array_equal(sel.ids, i2)
 
 
 @pytest.mark.parametrize("p", [1, 5, 40])
