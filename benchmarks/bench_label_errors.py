@@ -127,7 +127,7 @@ def main() -> None:
               f"error {r.score_error:.4f} (median {r.score_error_median:.5f}), flag agreement {r.flag_agreement:.4f}; {r.flagged_checked} flagged rows "
               f"re-checked: {r.flagged_confirmed:.4f} confirmed, suggestions agree {r.suggestion_agreement:.4f}; "
               f"{r.short_rows} short rows ({r.fallback_rows} searched exactly); {r.n_cells} cells, nprobe {r.nprobe}, "
-              f"nprobe_other {r.nprobe_other}")
+              f"nprobe_other {r.nprobe_other}, predicted intra {r.predicted_intra}")
 
 
 if __name__ == "__main__":

@@ -395,6 +395,16 @@ def coarse_to_fine_cells(x: np.ndarray, centroids: np.ndarray, p: int, group_of:
     return out
 
 
+def rank_cells(x: np.ndarray, centroids: np.ndarray, p: int, group_of=None, group_centroids=None) -> np.ndarray:
+    """int32 (m, p): the cells rows ``x`` probe, nearest first (the first is the row's home), as
+    routing ranks them: coarse-to-fine when the cells' groups are given and there are more than
+    ``GROUP_PROBES`` of them, else among all cells. The first q of a ranking to p > q are the
+    ranking to q."""
+    if group_of is not None and group_centroids.shape[0] > GROUP_PROBES:
+        return coarse_to_fine_cells(x, centroids, p, group_of, group_centroids)
+    return nearest_cells(x, centroids, p)
+
+
 def route_block(block: SearchBlock, centroids: np.ndarray, p: int, group_of=None, group_centroids=None):
     """Rows of one block sorted by home cell, with each row's ``p`` probed cells (coarse-to-fine
     when the cells' groups are given and there are more than ``GROUP_PROBES`` of them).
@@ -404,10 +414,7 @@ def route_block(block: SearchBlock, centroids: np.ndarray, p: int, group_of=None
     tuple
         (cells present, start of each in the sorted rows, ids, x, sqnorm, labels, probes).
     """
-    if group_of is not None and group_centroids.shape[0] > GROUP_PROBES:
-        probes = coarse_to_fine_cells(block.x, centroids, p, group_of, group_centroids)
-    else:
-        probes = nearest_cells(block.x, centroids, p)
+    probes = rank_cells(block.x, centroids, p, group_of, group_centroids)
     order = np.argsort(probes[:, 0], kind="stable")
     home = probes[order, 0]
     cells, starts = np.unique(home, return_index=True)

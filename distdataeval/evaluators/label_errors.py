@@ -168,6 +168,7 @@ import numpy as np
 from distdataeval import config
 from distdataeval.errors import InvalidInputError, InvalidParameterError
 from distdataeval.evaluators import _label_error_kernels as LK
+from distdataeval.evaluators import _search_kernels as K
 from distdataeval.evaluators.masked_search import (
     cell_knn,
     cell_label_counts,
@@ -195,7 +196,11 @@ SEARCHES = ("auto", "exact", "approx")
 AUTO_EXACT_MAX_ROWS = 30_000
 CELL_ROWS = 512  # approx mode: rows per cell (cells = ceil(n / CELL_ROWS))
 GROUP_CELLS = 16  # approx mode: neighbouring cells whose rows one task searches (about)
-NPROBE = 16  # approx mode: cells each row is searched in (its own and the 15 next nearest)
+NPROBE = 16  # approx mode: cells each row is searched in when nprobe is not calibrated (recall_sample=0)
+# nprobe=None: the smallest nprobe in [NPROBE_MIN, NPROBE_MAX] whose predicted intra-class recall on
+# the recall sample reaches recall_target (see _calibrate_nprobe)
+NPROBE_MIN = 8
+NPROBE_MAX = 64
 # approx mode: cells nearest to a row's home cell also searched for its extra-class neighbours
 # (only their rows of another class; see the module notes)
 NPROBE_OTHER = 96
@@ -205,7 +210,7 @@ NPROBE_OTHER = 96
 OTHER_BUDGET_ROWS = 2048
 RECALL_SAMPLE = 1000
 FLAG_SAMPLE = 200  # approx-flagged rows re-checked exactly
-RECALL_TARGET = 0.9
+RECALL_TARGET = 0.95
 FALLBACK_MAX_ROWS = 5000  # rows short of neighbours after probing searched exactly (at most)
 CENTROID_SAMPLE_PER_CELL = 40
 _SEED_PATH = 70  # seed sub-path of this evaluator's random choices
@@ -244,6 +249,9 @@ class LabelErrorRecall:
         Cells and cells probed per row.
     nprobe_other : int
         Cells (nearest to the home cell) also searched for extra-class neighbours.
+    predicted_intra : float or None
+        With ``nprobe=None``: the intra-class recall the calibration predicted for ``nprobe``
+        (None when ``nprobe`` was given).
     """
 
     rows: int
@@ -260,6 +268,7 @@ class LabelErrorRecall:
     n_cells: int
     nprobe: int
     nprobe_other: int = 0
+    predicted_intra: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -664,7 +673,19 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
         sample, target_cells, GROUP_CELLS, config.rng_for("sampling", _SEED_PATH, 1, seed=config.search_seed())
     )
     log.debug("label_errors approx: %d cell centroids fitted in %.1f s", centroids.shape[0], time.perf_counter() - t0)
-    p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
+    sample_ids = np.sort(config.rng_for("recall", _SEED_PATH, seed=config.search_seed()).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
+    calibration = None
+    if nprobe is None and recall_sample > 0:
+        # 2a. nprobe calibrated on the driver's sample (see _calibrate_nprobe)
+        t_cal = time.perf_counter()
+        calibration = _calibrate_nprobe(
+            sample, codes[pick], n, k_eff, centroids, group_of, group_centroids, recall_target, NPROBE_MIN, NPROBE_MAX
+        )
+        p = calibration[0]
+        log.debug("label_errors approx: nprobe %d calibrated in %.1f s (predicted intra recall %.4f)", p,
+                  time.perf_counter() - t_cal, calibration[1][p - 1])
+    else:
+        p = int(min(nprobe if nprobe is not None else NPROBE, centroids.shape[0]))
     # 2. rows routed to their nearest cell, with the cells they probe
     routes = c.persist(route_to_cells(blocks, centroids, p, group_of, group_centroids))
     n_centroids = centroids.shape[0]
@@ -676,7 +697,6 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     # a probed cell that is nobody's home has no rows
     probed = {int(h): np.intersect1d(t, homes) for h, t in zip(homes, np.split(target, starts[1:]))}
     # 3. search: each home cell against the cells its rows probe; scored where it ran
-    sample_ids = np.sort(config.rng_for("recall", _SEED_PATH, seed=config.search_seed()).choice(n, min(n, recall_sample), replace=False)).astype(np.int64)
     score = dask.delayed(LK.score_rows, pure=True)
     other = _nearest_other_cells(
         centroids, homes, nprobe_other, _other_rows(label_counts), OTHER_BUDGET_ROWS
@@ -731,6 +751,7 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     recall = _measure_recall(
         c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, short.size, covered,
         centroids.shape[0], p, min(nprobe_other, max(homes.size - 1, 0)),
+        None if calibration is None else float(calibration[1][p - 1]),
     )
     log.info(
         "label_errors approx: %d cells, nprobe %d: cells + search %.1f s, %d short rows (%d searched exactly over all "
@@ -749,8 +770,60 @@ def _approx(c, source, blocks, centre, codes, counts, k_eff, n_cells, nprobe, re
     return scores, ids, sug, recall
 
 
+CALIBRATION_QUERIES = 20_000  # sample rows whose neighbourhoods calibrate nprobe (at most)
+
+
+def _calibrate_nprobe(sample: np.ndarray, labels: np.ndarray, n: int, k: int, centroids: np.ndarray, group_of, group_centroids,
+                      target: float, p_min: int, p_max: int) -> tuple:
+    """The smallest ``nprobe`` in [p_min, p_max] (at most the number of cells) whose predicted
+    intra-class recall reaches ``target``, and the predicted recall of every ``nprobe``
+    (index p - 1).
+
+    Within the cells a row probes, the search is exact, so a row finds an intra-class neighbour
+    exactly when that neighbour's home cell is among its first ``nprobe`` ranked cells. The
+    prediction counts this on the centroid sample (the driver holds it; no pass over the data):
+    the sample is a share f = len(sample) / n of the rows, so the ball holding a row's ``k``
+    nearest same-class rows holds about ``k f`` sample rows of its class; a sample row's
+    ``max(1, round(k f))`` nearest same-class sample rows stand for its ``k`` neighbours. Cells
+    are ranked by the routing's own function. Rows short of neighbours are searched exactly
+    later, so the measured recall (``result.recall.intra``) is usually a little higher.
+    """
+    m = sample.shape[0]
+    width = int(min(p_max, centroids.shape[0]))
+    kk = max(1, int(round(k * m / n)))
+    ranked = K.rank_cells(sample, centroids, width, group_of, group_centroids)
+    home = ranked[:, 0]
+    rng = config.rng_for("sampling", _SEED_PATH, 2, seed=config.search_seed())
+    queries = np.sort(rng.choice(m, min(m, CALIBRATION_QUERIES), replace=False))
+    pos_list = []
+    for code in np.unique(labels[queries]):
+        members = np.flatnonzero(labels == code)
+        q = queries[labels[queries] == code]
+        if members.size < 2:
+            continue
+        kc = min(kk, members.size - 1)
+        ref = sample[members]
+        r_sq = (ref**2).sum(axis=1)
+        for s in range(0, q.size, 1024):
+            rows = q[s : s + 1024]
+            d2 = r_sq[None, :] - 2.0 * sample[rows] @ ref.T
+            d2[members[None, :] == rows[:, None]] = np.inf  # not itself
+            near = members[np.argpartition(d2, kc - 1, axis=1)[:, :kc]]
+            match = home[near][:, :, None] == ranked[rows][:, None, :]
+            pos_list.append(np.where(match.any(axis=2), match.argmax(axis=2), width).ravel())
+    if not pos_list:
+        return max(1, min(p_min, width)), np.ones(width)
+    pos = np.concatenate(pos_list)
+    recall = np.cumsum(np.bincount(pos, minlength=width + 1)[:width]) / pos.size
+    ok = np.flatnonzero(recall >= target) + 1
+    ok = ok[ok >= min(p_min, width)]
+    return int(ok[0] if ok.size else width), recall
+
+
 def _measure_recall(c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample_ids, scores, flagged, sampled, n_short,
-                    n_fallback, n_cells, p, p_other=0) -> LabelErrorRecall:
+                    n_fallback, n_cells, p, p_other=0, predicted=None) -> LabelErrorRecall:
+    """Recall and agreement on ``sample_ids`` (and up to FLAG_SAMPLE flagged rows) against an
+    exact search."""
     flagged_ids = np.array(sorted(flagged), dtype=np.int64)
     rng = config.rng_for("recall", _SEED_PATH, 1, seed=config.search_seed())
     check = np.sort(rng.choice(flagged_ids, min(FLAG_SAMPLE, flagged_ids.size), replace=False)) if flagged_ids.size else flagged_ids
@@ -789,5 +862,5 @@ def _measure_recall(c, x, centre, codes, blocks, chunks, d, k_eff, modes, sample
     same_sug = float(np.mean([np.array_equal(flagged[i], e_flag[i]) for i in both])) if both else float("nan")
     return LabelErrorRecall(
         int(s.size), intra, extra, score_error, score_error_median, agree, int(check.size), confirmed, same_sug, int(n_short),
-        int(n_fallback), int(n_cells), int(p), int(p_other),
+        int(n_fallback), int(n_cells), int(p), int(p_other), predicted,
     )

@@ -156,7 +156,13 @@ def route_to_cells(blocks: list, centroids: np.ndarray, nprobe: int, group_of=No
     """Lazy :func:`~distdataeval.evaluators._search_kernels.route_block` of every SearchBlock
     (coarse-to-fine when the cells' groups are given)."""
     route = dask.delayed(K.route_block, pure=True)
-    return [route(b, centroids, nprobe, group_of, group_centroids) for b in blocks]
+    cent, groups, group_cent = _shared(centroids, group_of, group_centroids)
+    return [route(b, cent, nprobe, groups, group_cent) for b in blocks]
+
+
+def _shared(*arrays) -> list:
+    """Arrays every task of a layer needs, each made one graph key (not a copy per task)."""
+    return [None if a is None else dask.delayed(a, pure=True) for a in arrays]
 
 
 def probe_pairs(routes: list, n_cells: int) -> list:

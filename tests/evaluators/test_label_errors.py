@@ -514,3 +514,64 @@ def test_query_rows_come_from_the_prepared_blocks_unchanged(dask_client):
     np.testing.assert_array_equal(got.sqnorm, fresh.sqnorm)
     np.testing.assert_array_equal(got.labels, codes[ids])
     assert got.offset == 0
+
+
+def test_calibrate_nprobe_counts_neighbours_in_probed_cells():
+    """The calibration's recall per nprobe, against a direct count on the same sample: for
+    every sample row, its round(k f) nearest same-class sample rows (brute force; f = sample
+    share of the rows), and whether each one's home cell is among the row's first p ranked
+    cells; the nprobe chosen is the smallest >= the minimum that reaches the target, or the
+    widest ranking when none does."""
+    from distdataeval.evaluators import _search_kernels as K
+    from distdataeval.evaluators.label_errors import _calibrate_nprobe
+
+    rng = np.random.default_rng(7)
+    m, n, k, width = 600, 6000, 40, 10
+    labels = rng.integers(0, 3, m)
+    sample = rng.normal(0, 1, (m, 5)) + 3.0 * labels[:, None]
+    labels[:2] = 5  # a class of two rows: one neighbour each
+    labels[2] = 6  # a class of one row: no neighbour, left out
+    centroids = sample[rng.choice(m, 25, replace=False)] + rng.normal(0, 0.1, (25, 5))
+    p, recall = _calibrate_nprobe(sample, labels, n, k, centroids, None, None, 0.95, 2, width)
+    ranked = K.rank_cells(sample, centroids, width)
+    home = ranked[:, 0]
+    kk = round(k * m / n)
+    dist = cdist(sample, sample)
+    np.fill_diagonal(dist, np.inf)
+    found, total = np.zeros(width), 0
+    for i in range(m):
+        same = np.flatnonzero(labels == labels[i])
+        same = same[same != i]
+        for j in same[np.argsort(dist[i, same])[: min(kk, same.size)]]:
+            total += 1
+            for p_ in range(1, width + 1):
+                found[p_ - 1] += home[j] in set(ranked[i, :p_].tolist())
+    np.testing.assert_allclose(recall, found / total)
+    assert 2 < p == next(p_ for p_ in range(2, width + 1) if recall[p_ - 1] >= 0.95)
+    assert _calibrate_nprobe(sample, labels, n, k, centroids, None, None, 1.0, 2, width)[0] == width  # unreachable
+    assert _calibrate_nprobe(sample, labels, n, k, centroids, None, None, 0.0, 5, width)[0] == 5  # the minimum holds
+
+
+def test_approx_nprobe_calibrated_to_the_recall_target(dask_client):
+    """``nprobe=None``: the calibration picks the smallest nprobe whose predicted intra-class
+    recall reaches ``recall_target``; a higher target probes more cells. Here the centroid
+    sample is every row, so the prediction is the cell search's own intra recall, and the
+    recall measured against the exact search agrees with it (the fallback only adds). The
+    nprobe it picked, given explicitly, gives the same result."""
+    from distdataeval import config
+    from distdataeval.evaluators.label_errors import NPROBE_MIN
+
+    x, y, _ = _flipped_mixture(6000, 16, 4, seed=6)
+    kw = dict(k=20, search="approx", n_cells=120, chunk_rows=1000)
+    with config.use_seed(0):
+        low = label_errors(x, y, recall_target=0.9, **kw)
+        high = label_errors(x, y, recall_target=0.99, **kw)
+        again = label_errors(x, y, recall_target=0.9, nprobe=low.recall.nprobe, **kw)
+    lo, hi = low.recall, high.recall
+    assert lo.predicted_intra >= 0.9 and hi.predicted_intra >= 0.99
+    assert NPROBE_MIN <= lo.nprobe < hi.nprobe
+    assert lo.intra == pytest.approx(lo.predicted_intra, abs=0.02) and lo.intra >= 0.9
+    assert hi.intra >= 0.98
+    assert again.recall.predicted_intra is None and again.recall.nprobe == lo.nprobe
+    np.testing.assert_array_equal(again.scores, low.scores)
+    assert again.errors == low.errors
