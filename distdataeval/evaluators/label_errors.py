@@ -450,7 +450,7 @@ def label_errors(
         k_eff = effective_k(k, counts, n)
         centre = check_scan(source, c.compute(scan_source(source)).result())
         x = source.data
-        blocks = prepare_search_blocks(x, centre, codes)
+        blocks = prepare_search_blocks(x, centre, codes, client=c)
         chunks = x.chunks[0]
         if search == "exact" or (search == "auto" and n <= AUTO_EXACT_MAX_ROWS):
             neighbours = masked_knn(blocks, chunks, blocks, chunks, k_eff, ("same", "other"), d=source.d, exclude_self=True)

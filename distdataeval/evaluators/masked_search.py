@@ -31,7 +31,7 @@ def _offsets(chunks: tuple) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
 
 
-def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | None = None) -> list:
+def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | None = None, client=None) -> list:
     """One Delayed :class:`~distdataeval.evaluators._search_kernels.SearchBlock` per row block.
 
     Parameters
@@ -41,13 +41,21 @@ def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | 
         Subtracted from every row (the same vector for queries and references).
     labels : ndarray of int64, shape (n,), optional
         Per-row labels (needed by the ``"same"`` / ``"other"`` modes).
+    client : distributed.Client, optional
+        When given, the labels are sent to the workers once (scattered per block) and the
+        tasks refer to them; otherwise each block's labels are written into the graph, which
+        every computation of the blocks sends again (8 bytes per row: a 16 MiB graph and
+        Dask's "large graph" warning at 2M rows).
     """
     offsets = _offsets(x.chunks[0])
     prep = dask.delayed(K.prepare_search_block, pure=True)
     token = dask.base.tokenize(x.name, centre, labels)
+    parts = [None if labels is None else labels[o : o + m] for o, m in zip(offsets, x.chunks[0])]
+    if client is not None and labels is not None:
+        parts = client.scatter(parts, hash=False)
     return [
-        prep(b, int(o), centre, None if labels is None else labels[o : o + m], dask_key_name=f"msearch-prep-{token}-{i}")
-        for i, (b, o, m) in enumerate(zip(x.to_delayed().ravel(), offsets, x.chunks[0]))
+        prep(b, int(o), centre, part, dask_key_name=f"msearch-prep-{token}-{i}")
+        for i, (b, o, part) in enumerate(zip(x.to_delayed().ravel(), offsets, parts))
     ]
 
 
