@@ -36,6 +36,18 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
    its ``GROUP_PROBES`` (8) nearest groups only (coarse-to-fine: routing costs n x (groups +
    ~130 cells) distances instead of n x n_cells; 3.4 instead of 7.3 core-s at 1M, 7.7 instead of
    21.9 at 2M, with the same recall).
+
+   ``nprobe`` (default ``None``) is calibrated on the driver before routing, from the centroid
+   sample it already holds (:func:`_calibrate_nprobe`, ~1.3 s at 1M): the search is exact
+   within the probed cells, so a row's intra-class recall is the share of its neighbours whose
+   home cell it probes. A sample row's ``round(k x sample share)`` nearest same-class sample
+   rows stand for its ``k`` neighbours (the ball that holds k rows holds that many sample
+   rows), and the smallest nprobe in [``NPROBE_MIN``, ``NPROBE_MAX``] = [8, 64] whose share
+   reaches ``recall_target`` (0.95) is taken. A fixed nprobe cannot serve every size: recall
+   depends on how much of a class the probes cover, and at 2M rows (classes of ~35k rows)
+   nprobe 16 gave intra recall 0.894; the calibration picks 30 there (recall 0.956, 136.5 s
+   instead of 107.2 s), 14 at 1M (predicted 0.952, measured 0.950) and 8 at 200k (measured
+   0.986).
 2. One task per group of neighbouring home cells (at most ``2 x GROUP_CELLS``) searches their
    rows, exactly and with the same masked intra / extra heaps as the exact mode, against the
    rows of the cells they probe (each probed cell is compared with all the group's rows that
@@ -62,9 +74,9 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
    highest scores; a warning counts the rows left with partial lists. The intra-only rows keep
    the extra-class list of the cell search.
 4. ``recall_sample`` (1000) seeded random rows, plus up to 200 flagged rows, are searched
-   exactly too; :class:`LabelErrorRecall` (``result.recall``) reports the neighbour recall,
-   score errors, flag and suggestion agreement, and a ``LowRecallWarning`` is issued below
-   ``recall_target``.
+   exactly too; :class:`LabelErrorRecall` (``result.recall``) reports the neighbour recall
+   (and the calibration's prediction), score errors, flag and suggestion agreement, and a
+   ``LowRecallWarning`` is issued below ``recall_target``.
 
 Same input, seed (:func:`distdataeval.config.set_seed`) and parameters give identical results,
 whatever the row blocks.
@@ -389,16 +401,21 @@ def label_errors(
         fewer than 10 sample rows are dropped, so there are fewer: 1,595 instead of 1,954 at 1M
         rows of the benchmark store).
     nprobe : int, optional
-        Approx: cells each row is searched in (default 16).
+        Approx: cells each row is searched in. Default: calibrated per run, the smallest
+        nprobe in [8, 64] whose intra-class recall, predicted on the centroid sample, reaches
+        ``recall_target`` (16 when ``recall_sample=0``). At 1M rows of the benchmark store it
+        picks 14, at 2M 30 (classes are larger there, so a row must probe more of its class).
     nprobe_other : int, optional
         Approx: the cells nearest (by centroid) to a row's home cell that are also searched for
         its extra-class neighbours, comparing only their rows of another class (default
         ``NPROBE_OTHER``; 0 turns it off).
     recall_sample : int
-        Approx: random rows also searched exactly to measure recall (default 1000; 0 skips it).
+        Approx: random rows also searched exactly to measure recall (default 1000; 0 skips the
+        measurement and the calibration).
     recall_target : float
-        Approx: a :class:`~distdataeval.pipeline.LowRecallWarning` is issued when the intra- or
-        extra-class recall falls below it (default 0.9).
+        Approx: the intra-class neighbour recall ``nprobe=None`` aims at, and the measured intra-
+        or extra-class recall below which a :class:`~distdataeval.pipeline.LowRecallWarning` is
+        issued (default 0.95).
     client : distributed.Client, optional
         Cluster to run on (default: the current client, else a local cluster).
     array : str, optional
