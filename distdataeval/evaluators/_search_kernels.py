@@ -180,8 +180,8 @@ def push_indexed(gram, q_sq, r_sq, r_pos, heap_d, heap_i):
 
 @numba.njit(cache=True, nogil=True)
 def exact_candidates(qx, rx, r_offset, r_lab, heap_i, out_sq, out_lab):
-    """Exact squared distances (direct differences) and labels of the kept candidates that
-    lie in one ref block."""
+    """Exact squared distances (direct differences, in float64 whatever the rows' dtype) and
+    labels of the kept candidates that lie in one ref block."""
     m, k = heap_i.shape
     n_r, d = rx.shape
     for i in range(m):
@@ -191,7 +191,7 @@ def exact_candidates(qx, rx, r_offset, r_lab, heap_i, out_sq, out_lab):
                 continue
             acc = 0.0
             for f in range(d):
-                diff = qx[i, f] - rx[local, f]
+                diff = np.float64(qx[i, f]) - np.float64(rx[local, f])
                 acc += diff * diff
             out_sq[i, t] = acc
             out_lab[i, t] = r_lab[local]
@@ -264,19 +264,19 @@ class Cell:
     ----------
     ids : ndarray of int64, shape (m,)
         Global row ids (ascending within a label).
-    x : ndarray of float64, shape (m, d)
-        Centred rows.
     sqnorm : ndarray of float64, shape (m,)
+        Squared norms of the centred rows (float64).
     labels : ndarray of int64, shape (m,)
         Ascending, so the rows of one label are one contiguous range.
     probes : ndarray of int32, shape (m, p)
         Cells each row probes, nearest first (the first is this cell).
     x32 : ndarray of float32, shape (m, d)
-        ``x`` in float32, for the candidate GEMM.
+        Centred rows in float32: the candidate GEMM's input, and the exact recomputation's
+        (differences taken in float64). Rows are held once, in 4 bytes per value: routed
+        blocks, cells and a search task's union of cells are the approximate search's memory.
     """
 
     ids: np.ndarray
-    x: np.ndarray
     sqnorm: np.ndarray
     labels: np.ndarray
     probes: np.ndarray
@@ -412,14 +412,15 @@ def route_block(block: SearchBlock, centroids: np.ndarray, p: int, group_of=None
     Returns
     -------
     tuple
-        (cells present, start of each in the sorted rows, ids, x, sqnorm, labels, probes).
+        (cells present, start of each in the sorted rows, ids, x (float32), sqnorm, labels,
+        probes).
     """
     probes = rank_cells(block.x, centroids, p, group_of, group_centroids)
     order = np.argsort(probes[:, 0], kind="stable")
     home = probes[order, 0]
     cells, starts = np.unique(home, return_index=True)
     ids = np.arange(block.offset, block.offset + block.n_rows, dtype=np.int64)[order]
-    return cells, starts, ids, block.x[order], block.sqnorm[order], block.labels[order], probes[order]
+    return cells, starts, ids, block.x[order].astype(np.float32), block.sqnorm[order], block.labels[order], probes[order]
 
 
 def gather_cell(cell: int, *routes) -> Cell:
@@ -435,8 +436,7 @@ def gather_cell(cell: int, *routes) -> Cell:
         raise ValueError(f"cell {cell} has no rows")  # the graph only asks for non-empty cells
     ids, x, sq, lab, probes = (np.concatenate([p[t] for p in pieces]) for t in range(5))
     order = np.lexsort((ids, lab))
-    x = np.ascontiguousarray(x[order])
-    return Cell(ids[order], x, sq[order], lab[order], probes[order], x.astype(np.float32))
+    return Cell(ids[order], sq[order], lab[order], probes[order], np.ascontiguousarray(x[order]))
 
 
 def gather_cells(cells, *routes) -> list:
@@ -592,7 +592,7 @@ def search_cells(home_ids, cell_ids: np.ndarray, cells: list, k: int, modes: tup
     homes = [cells[where[int(h)]] for h in home_ids]
     sizes = np.array([c.ids.size for c in cells], dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    union_x = np.concatenate([c.x for c in cells])
+    union_x = np.concatenate([c.x32 for c in cells])
     union_lab = np.concatenate([c.labels for c in cells])
     union_ids = np.concatenate([c.ids for c in cells])
     # query rows: the home cells' rows; q_union = their positions in the union (self exclusion)

@@ -447,7 +447,8 @@ def test_approx_intra_short_rows_searched_within_their_class(dask_client, monkey
     with config.use_seed(0):
         out = label_errors(x, y, k=8, search="approx", n_cells=12, nprobe=1, nprobe_other=11, chunk_rows=300)
     assert out.recall.short_rows >= 10 and out.recall.fallback_rows == out.recall.short_rows
-    np.testing.assert_allclose(out.scores[wrong], ref_scores[wrong], rtol=1e-9)
+    # intra lists exact; extra lists from the cell search, whose rows are float32 (~1e-7)
+    np.testing.assert_allclose(out.scores[wrong], ref_scores[wrong], rtol=1e-6)
     assert set(wrong.tolist()) <= set(out.errors)
     assert {i: out.errors[i] for i in wrong.tolist()} == {i: ref_errors[i] for i in wrong.tolist()}
 
