@@ -818,10 +818,10 @@ def _calibrate_nprobe(sample: np.ndarray, labels: np.ndarray, n: int, k: int, ce
     m = sample.shape[0]
     width = int(min(p_max, centroids.shape[0]))
     kk = max(1, int(round(k * m / n)))
-    ranked = K.rank_cells(sample, centroids, width, group_of, group_centroids)
-    home = ranked[:, 0]
+    home = K.rank_cells(sample, centroids, 1, group_of, group_centroids)[:, 0]
     rng = config.rng_for("sampling", _SEED_PATH, 2, seed=config.search_seed())
     queries = np.sort(rng.choice(m, min(m, CALIBRATION_QUERIES), replace=False))
+    ranked = K.rank_cells(sample[queries], centroids, width, group_of, group_centroids)  # per query
     pos_list = []
     for code in np.unique(labels[queries]):
         members = np.flatnonzero(labels == code)
@@ -836,7 +836,7 @@ def _calibrate_nprobe(sample: np.ndarray, labels: np.ndarray, n: int, k: int, ce
             d2 = r_sq[None, :] - 2.0 * sample[rows] @ ref.T
             d2[members[None, :] == rows[:, None]] = np.inf  # not itself
             near = members[np.argpartition(d2, kc - 1, axis=1)[:, :kc]]
-            match = home[near][:, :, None] == ranked[rows][:, None, :]
+            match = home[near][:, :, None] == ranked[np.searchsorted(queries, rows)][:, None, :]
             pos_list.append(np.where(match.any(axis=2), match.argmax(axis=2), width).ravel())
     if not pos_list:
         return max(1, min(p_min, width)), np.ones(width)
