@@ -42,17 +42,20 @@ def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | 
     labels : ndarray of int64, shape (n,), optional
         Per-row labels (needed by the ``"same"`` / ``"other"`` modes).
     client : distributed.Client, optional
-        When given, the labels are sent to the workers once (scattered per block) and the
-        tasks refer to them; otherwise each block's labels are written into the graph, which
-        every computation of the blocks sends again (8 bytes per row: a 16 MiB graph and
-        Dask's "large graph" warning at 2M rows).
+        When given, the labels are persisted on the cluster once, as a Dask array, and the
+        tasks refer to its blocks; otherwise each block's labels are written into the graph,
+        which every computation of the blocks sends again (8 bytes per row: a 16 MiB graph and
+        Dask's "large graph" warning at 2M rows). Not scattered: scattered data is lost with
+        the worker that holds it, a persisted block is recomputed elsewhere.
     """
     offsets = _offsets(x.chunks[0])
     prep = dask.delayed(K.prepare_search_block, pure=True)
     token = dask.base.tokenize(x.name, centre, labels)
-    parts = [None if labels is None else labels[o : o + m] for o, m in zip(offsets, x.chunks[0])]
     if client is not None and labels is not None:
-        parts = client.scatter(parts, hash=False)
+        held = client.persist(da.from_array(labels, chunks=(x.chunks[0],), name=f"msearch-labels-{token}"))
+        parts = list(held.to_delayed(optimize_graph=False).ravel())
+    else:
+        parts = [None if labels is None else labels[o : o + m] for o, m in zip(offsets, x.chunks[0])]
     return [
         prep(b, int(o), centre, part, dask_key_name=f"msearch-prep-{token}-{i}")
         for i, (b, o, part) in enumerate(zip(x.to_delayed().ravel(), offsets, parts))

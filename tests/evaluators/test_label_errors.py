@@ -576,3 +576,30 @@ def test_approx_nprobe_calibrated_to_the_recall_target(dask_client):
     assert again.recall.predicted_intra is None and again.recall.nprobe == lo.nprobe
     np.testing.assert_array_equal(again.scores, low.scores)
     assert again.errors == low.errors
+
+
+def test_block_labels_survive_a_worker_restart():
+    """The labels given to the search blocks are persisted, not scattered: when a worker that
+    holds some of them restarts (its memory lost), they are recomputed and the blocks come out
+    the same (scattered data would be lost with it)."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from distdataeval.evaluators import masked_search as MS
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    codes = rng.integers(0, 3, 600).astype(np.int64)
+    xd = da.from_array(x, chunks=(100, 4))
+    centre = x.astype(np.float64).mean(axis=0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as lc, \
+            Client(lc) as client:
+        blocks = MS.prepare_search_blocks(xd, centre, codes, client=client)
+        before = client.compute(blocks, sync=True)
+        holders = {w for ws in client.who_has().values() for w in ws}
+        client.restart_workers(sorted(holders)[:1])
+        after = client.compute(blocks, sync=True)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in after]), codes)
