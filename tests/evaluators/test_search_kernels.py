@@ -126,3 +126,20 @@ def test_coarse_to_fine_routing_equals_a_full_sort_within_the_nearest_groups():
     # with every group probed it is the plain nearest-cell ranking
     full = K.coarse_to_fine_cells(x, centroids, 5, group_of, group_centroids, groups=12)
     np.testing.assert_array_equal(full, K.nearest_cells(x, centroids, 5))
+
+
+def test_probes_kept_as_uint16_search_the_same(monkeypatch):
+    """Routed rows keep their probes as uint16 when there are few enough cells, int32 above;
+    the search returns the same neighbours either way."""
+    _xc, _y, small, homes = _cells(p=4)
+    monkeypatch.setattr(K, "PROBE_UINT16_CELLS", 5)  # 12 cells: above it, int32
+    _xc, _y, wide, _homes = _cells(p=4)
+    assert all(c.probes.dtype == np.uint16 for c in small.values())
+    assert all(c.probes.dtype == np.int32 for c in wide.values())
+    group = [int(h) for h in homes[:4]]
+    ids = np.asarray(homes, dtype=np.int64)
+    other = {group[0]: np.array([int(homes[-1])], np.int64)}
+    for a, b in zip(K.search_cells(group, ids, [small[int(c)] for c in ids], 9, ("same", "other"), other)[1],
+                    K.search_cells(group, ids, [wide[int(c)] for c in ids], 9, ("same", "other"), other)[1]):
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.sqdist, b.sqdist)
