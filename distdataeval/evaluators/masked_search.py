@@ -13,6 +13,8 @@ spread over the workers, as for the exact search of ``cluster()``.
 
 from __future__ import annotations
 
+import warnings
+
 import dask
 import dask.array as da
 from dask.delayed import Delayed
@@ -52,7 +54,12 @@ def prepare_search_blocks(x: da.Array, centre: np.ndarray, labels: np.ndarray | 
     prep = dask.delayed(K.prepare_search_block, pure=True)
     token = dask.base.tokenize(x.name, centre, labels)
     if client is not None and labels is not None:
-        held = client.persist(da.from_array(labels, chunks=(x.chunks[0],), name=f"msearch-labels-{token}"))
+        # sent once, in the narrowest integer type that holds them (blocks widen them to int64);
+        # Dask's "large graph" warning for this one send is expected (the labels must get there)
+        narrow = labels.astype(np.min_scalar_type(int(labels.max(initial=0))) if labels.min(initial=0) >= 0 else labels.dtype)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            held = client.persist(da.from_array(narrow, chunks=(x.chunks[0],), name=f"msearch-labels-{token}"))
         parts = list(held.to_delayed(optimize_graph=False).ravel())
     else:
         parts = [None if labels is None else labels[o : o + m] for o, m in zip(offsets, x.chunks[0])]
