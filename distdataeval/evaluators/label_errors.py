@@ -66,7 +66,9 @@ classes. Where DataEval crashes, this raises a clear error or applies a document
    of the rows. Routed blocks and cells hold the (centred) rows once, in float32: distances
    then differ from the exact mode's by ~1e-7 relative (the recall check allows 1e-6), and the
    workers' peak fell from 3.1–3.2 to 1.8 GiB at 1M rows, 7.1 to 3.6 GiB at 2M (same flags and
-   recall). The task graph is written as layers, not one
+   recall; 3.3 GiB with the probes as uint16). Routed blocks and gathered cells coexist during
+   the search, so memory is ~2 row copies plus the probes: 10M rows at nprobe 64 did not fit
+   two 11.8 GiB workers. The task graph is written as layers, not one
    ``dask.delayed`` call per task (:func:`~distdataeval.evaluators.masked_search.cell_knn`).
 3. A row that found fewer intra- or extra-class neighbours than it has is searched exactly:
    short of extra-class neighbours (e.g. no other class in its probed cells), over all rows, at
