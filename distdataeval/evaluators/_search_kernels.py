@@ -135,12 +135,12 @@ def merge_neighbours(parts: list, k: int) -> Neighbours:
 MODE_CODES = {"all": 0, "same": 1, "other": 2}
 
 
-@numba.njit(cache=True, nogil=True)
-def _sift_down(dist, ids, k):
-    """Restore the max-heap (by distance) of one row after its root was replaced (the new root
-    moves down a hole: each level moves one child up instead of swapping)."""
-    d = dist[0]
-    g = ids[0]
+@numba.njit(cache=True, nogil=True, inline="always")
+def _replace_root(dist, ids, d, g):
+    """Put (d, g) in place of the root of a max-heap (by distance) of one row and restore the
+    heap (the new entry moves down a hole: each level moves one child up instead of swapping);
+    returns the new root distance."""
+    k = dist.shape[0]
     i = 0
     while True:
         left = 2 * i + 1
@@ -157,6 +157,14 @@ def _sift_down(dist, ids, k):
         i = big
     dist[i] = d
     ids[i] = g
+    return dist[0]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _candidate_sq(q_sq, r_sq, gram):
+    """Squared distance from the norms and the dot product, clamped at 0 (rounding)."""
+    d = q_sq + r_sq - 2.0 * gram
+    return 0.0 if d < 0.0 else d
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,19 +172,12 @@ def push_indexed(gram, q_sq, r_sq, r_pos, heap_d, heap_i):
     """Offer every (query, ref) pair of a GEMM slab to the query rows' max-heaps, the refs
     being any selection of rows (``r_pos``: their ids); every pair is admissible."""
     m, c = gram.shape
-    k = heap_d.shape[1]
     for i in range(m):
         root = heap_d[i, 0]
         for j in range(c):
-            d = q_sq[i] + r_sq[j] - 2.0 * gram[i, j]
-            if d < 0.0:
-                d = 0.0
-            if d >= root:
-                continue
-            heap_d[i, 0] = d
-            heap_i[i, 0] = r_pos[j]
-            _sift_down(heap_d[i], heap_i[i], k)
-            root = heap_d[i, 0]
+            d = _candidate_sq(q_sq[i], r_sq[j], gram[i, j])
+            if d < root:
+                root = _replace_root(heap_d[i], heap_i[i], d, r_pos[j])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -458,7 +459,6 @@ def push_rows_same_other(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, 
     """Offer a GEMM slab (query rows ``rows`` of the heaps x contiguous refs from ``r_offset``)
     to the "same" (self excluded) and "other" heaps at once, by each pair's labels."""
     m, c = gram.shape
-    k = same_d.shape[1]
     for a in range(m):
         i = rows[a]
         root_s = same_d[i, 0]
@@ -467,26 +467,12 @@ def push_rows_same_other(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, 
         ql = q_lab[i]
         qs = q_sq[i]
         for j in range(c):
-            d = qs + r_sq[j] - 2.0 * gram[a, j]
-            if d < 0.0:
-                d = 0.0
+            d = _candidate_sq(qs, r_sq[j], gram[a, j])
             if r_lab[j] == ql:
-                if d >= root_s:
-                    continue
-                rid = r_offset + j
-                if rid == qi:
-                    continue
-                same_d[i, 0] = d
-                same_i[i, 0] = rid
-                _sift_down(same_d[i], same_i[i], k)
-                root_s = same_d[i, 0]
-            else:
-                if d >= root_o:
-                    continue
-                other_d[i, 0] = d
-                other_i[i, 0] = r_offset + j
-                _sift_down(other_d[i], other_i[i], k)
-                root_o = other_d[i, 0]
+                if d < root_s and r_offset + j != qi:
+                    root_s = _replace_root(same_d[i], same_i[i], d, r_offset + j)
+            elif d < root_o:
+                root_o = _replace_root(other_d[i], other_i[i], d, r_offset + j)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -497,7 +483,6 @@ def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclu
     another label; ``exclude_self`` skips the query's own id. Equal distances keep the ref seen
     first (the lower id)."""
     m, c = gram.shape
-    k = heap_d.shape[1]
     for a in range(m):
         i = rows[a]
         root = heap_d[i, 0]
@@ -505,9 +490,7 @@ def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclu
         ql = q_lab[i]
         qs = q_sq[i]
         for j in range(c):
-            d = qs + r_sq[j] - 2.0 * gram[a, j]
-            if d < 0.0:
-                d = 0.0
+            d = _candidate_sq(qs, r_sq[j], gram[a, j])
             if d >= root:
                 continue
             rid = r_offset + j
@@ -517,10 +500,7 @@ def push_rows(gram, rows, q_sq, r_sq, r_offset, q_ids, q_lab, r_lab, mode, exclu
                 continue
             if mode == 2 and r_lab[j] == ql:
                 continue
-            heap_d[i, 0] = d
-            heap_i[i, 0] = rid
-            _sift_down(heap_d[i], heap_i[i], k)
-            root = heap_d[i, 0]
+            root = _replace_root(heap_d[i], heap_i[i], d, rid)
 
 
 # query rows of one label that search another cell's rows of other labels as one GEMM; smaller
