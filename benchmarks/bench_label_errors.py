@@ -84,6 +84,7 @@ def main() -> None:
                    help="also print, per kind of task, its compute seconds and first start / last stop")
     args = p.parse_args()
 
+    import contextlib
     import logging
 
     import zarr
@@ -108,7 +109,9 @@ def main() -> None:
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as lc, Client(lc) as client:
         t0 = time.perf_counter()
-        with PeakRSS(client) as peak, get_task_stream(client=client) as stream:
+        # the task stream is recorded only when asked (it adds work on every task)
+        recorder = get_task_stream(client=client) if args.task_stream else contextlib.nullcontext()
+        with PeakRSS(client) as peak, recorder as stream:
             out = label_errors(path, noisy, k=args.k, search=args.search, n_cells=args.n_cells,
                                nprobe=args.nprobe, nprobe_other=args.nprobe_other, array="embeddings", client=client)
         wall = time.perf_counter() - t0
